@@ -1,0 +1,5 @@
+import sys
+
+from coderl_jax.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Problems, loaders, prompts, the synthetic benchmark and pretraining data."""

@@ -1,0 +1,1 @@
+"""Flax T5 encoder-decoder, critic head, Hugging Face checkpoint conversion."""

@@ -1,0 +1,1 @@
+"""Returns, baselines, token values, losses and the online learner loop."""

@@ -1,0 +1,1 @@
+"""Running untrusted programs against unit tests. Never imports JAX."""

@@ -1,0 +1,1 @@
+"""Thin gin/argparse mains for training; the logic lives in coderl_jax."""
