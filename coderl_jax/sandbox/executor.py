@@ -1,0 +1,417 @@
+"""The executor: a long-lived pool of sandbox workers that judges programs against tests.
+
+    with Executor(num_workers=2, timeout=4.0) as ex:
+        future = ex.submit(problem, code)                 # -> Future[Verdict]
+        verdicts = ex.run([(problem, code), ...])         # in order
+
+Workers are fresh interpreters started with `subprocess` (fork+exec, i.e. spawned: never a
+fork of this process, which may have imported JAX and its threads) running
+`coderl_jax.sandbox.worker`. Each worker forks one child per program and runs all of that
+program's tests in it (see worker.py for the protocol and the evidence rule, isolation.py
+for the limits, compare.py for the output rules). One thread per worker here feeds it jobs
+from a shared queue, so `submit` returns at once and results arrive as they finish; the RL
+loop keeps one Executor for a whole run, so no pool start-up per step.
+
+This module (and the whole sandbox package) imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import concurrent.futures
+import dataclasses
+import json
+import os
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from typing import Sequence
+
+from coderl_jax import outcomes
+from coderl_jax.data.problem import Problem, Test
+
+# Jobs kept in a worker's pipe at once, and the largest job that may wait behind another
+# (well under the 64 KiB pipe buffer, see Executor._serve).
+PIPELINE = 2
+PIPELINE_MAX_BYTES = 16 << 10
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKER_START_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """How a program fared on a problem's tests.
+
+    Attributes:
+      outcome: one of coderl_jax.outcomes.OUTCOMES, or outcomes.INTERNAL_ERROR when the
+        harness could not judge it.
+      error_type: lower-case exception name ("syntaxerror", "timeoutexception", "memoryerror",
+        "outputlimit", "systemexit", ...) for CompileError/RuntimeError, else None.
+      test_results: per test run, APPS convention: -2 compile error, -1 runtime error, False,
+        True. Tests after a stop (stop_at_first_failure, a kill) are not listed.
+      reward: outcomes.RETURNS[outcome]; None for InternalError.
+      detail: short human-readable reason, for debugging.
+    """
+
+    outcome: str
+    error_type: str | None
+    test_results: tuple
+    reward: float | None
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == outcomes.PASSED_TEST
+
+    @classmethod
+    def internal_error(cls, detail: str) -> "Verdict":
+        return cls(outcomes.INTERNAL_ERROR, None, (), None, detail[:500])
+
+
+# ------------------------------------------------------------------------ problem -> job
+def _split_assert(source: str):
+    """(mode, child_source, worker_expected) for one assert test.
+
+    `assert EXPR == LITERAL` -> ("value", EXPR, LITERAL): the child evaluates EXPR only and
+    the worker compares it with the literal, which the child never sees. `assert EXPR` /
+    `assert not EXPR` -> ("truth", EXPR, True/False). Anything else runs whole in the child
+    -> ("exec", source, None).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "exec", source, None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
+        return "exec", source, None
+    test = tree.body[0].test
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
+        left, right = test.left, test.comparators[0]
+        for expr, literal in ((left, right), (right, left)):
+            try:
+                ast.literal_eval(literal)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            return "value", ast.unparse(expr), ast.unparse(literal)
+        return "exec", source, None
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return "truth", ast.unparse(test.operand), False
+    if isinstance(test, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
+        return "truth", ast.unparse(test), True
+    return "exec", source, None
+
+
+def _text(value) -> str:
+    # APPS stores some stdin inputs / expected outputs as lists of lines.
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return value if isinstance(value, str) else str(value)
+
+
+def build_job(problem: Problem, tests: Sequence[Test]) -> tuple[dict, dict]:
+    """(part A for the child: inputs only; part B for the worker: expected outputs)."""
+    kinds = {t.kind for t in tests}
+    if len(kinds) != 1:
+        raise ValueError(f"problem {problem.task_id}: tests mix kinds {sorted(kinds)}")
+    (kind,) = kinds
+    if kind == "stdio":
+        inputs = [_text(t.input) for t in tests]
+        expected = [_text(t.expected) for t in tests]
+        modes = ["stdout"] * len(tests)
+    elif kind == "call":
+        if not problem.fn_name:
+            raise ValueError(f"problem {problem.task_id}: call tests need fn_name")
+        inputs = [json.dumps(t.input if isinstance(t.input, list) else [t.input])
+                  for t in tests]
+        expected = [t.expected for t in tests]
+        modes = ["call"] * len(tests)
+    else:
+        inputs, expected, modes = [], [], []
+        for t in tests:
+            mode, src, want = _split_assert(t.input)
+            inputs.append({"src": src, "mode": mode})
+            expected.append(want)
+            modes.append(mode)
+    part_a = {"kind": kind, "fn_name": problem.fn_name, "setup": problem.test_setup,
+              "inputs": inputs}
+    return part_a, {"expected": expected, "modes": modes}
+
+
+def _message(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+# ------------------------------------------------------------------------------- the pool
+class _Worker:
+    def __init__(self, config: dict):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env.pop("PYTHONSTARTUP", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from coderl_jax.sandbox.worker import main; main()",
+             json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+            cwd="/")
+        hello = self.receive()
+        if not hello or not hello.get("ready"):
+            raise RuntimeError(f"sandbox worker failed to start: {hello!r}")
+        self.isolation = hello["isolation"]
+
+    def send(self, *parts: bytes) -> None:
+        self.proc.stdin.write(b"".join(_message(p) for p in parts))
+        self.proc.stdin.flush()
+
+    def receive(self):
+        header = self.proc.stdout.read(4)
+        if len(header) < 4:
+            return None
+        (length,) = struct.unpack(">I", header)
+        body = self.proc.stdout.read(length)
+        if len(body) < length:
+            return None
+        return json.loads(body)
+
+    def close(self, timeout: float = 5.0) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+class Executor:
+    """A pool of sandbox workers; a context manager. See the module docstring.
+
+    Args:
+      num_workers: parallel workers (each runs one program at a time); default os.cpu_count().
+      timeout: wall-clock seconds per test (the child's alarm; a program that evades it is
+        killed after 2 * timeout + 0.5 s without progress).
+      program_timeout: wall-clock cap for a whole program (all tests); default
+        timeout * (n_tests + 1) + 1. RLIMIT_CPU is set one second above it.
+      memory_mb: address-space limit (RLIMIT_AS) of a program.
+      max_output_bytes: cap of a test's stdout and of any file written (RLIMIT_FSIZE).
+      max_processes: RLIMIT_NPROC of the program's uid (processes + threads; root only).
+      hide_paths: directories made invisible to programs (e.g. the benchmark data, so no
+        program can read expected outputs); root's home is always hidden when root.
+      privileged: False makes a root process use only what an unprivileged user gets (no
+        namespaces, no uid drop: process group, limits, subreaper reaping); for tests of
+        that path. `isolation` reports what was in effect.
+    """
+
+    def __init__(self, num_workers: int | None = None, *, timeout: float = 4.0,
+                 program_timeout: float | None = None, memory_mb: int = 2048,
+                 max_output_bytes: int = 16 << 20, max_processes: int = 32,
+                 hide_paths: Sequence[str] = (), privileged: bool = True):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.num_workers = num_workers or os.cpu_count() or 1
+        self.timeout = float(timeout)
+        self.program_timeout = program_timeout
+        hidden = [str(p) for p in hide_paths]
+        if os.geteuid() == 0:
+            hidden.append(os.path.expanduser("~root"))
+        config = {"memory_mb": memory_mb, "max_output_bytes": max_output_bytes,
+                  "max_processes": max_processes, "hide_paths": hidden,
+                  "privileged": privileged}
+        self._queue: queue.Queue = queue.Queue()
+        self._cache: dict[tuple[int, str], tuple[Problem, bytes, bytes]] = {}
+        self._cache_lock = threading.Lock()
+        self._closed = False
+        self._config = config
+        self._workers: list[_Worker] = []
+        self._threads: list[threading.Thread] = []
+        try:
+            # Started in parallel: each pays its own interpreter start-up.
+            starters = [threading.Thread(target=self._start_worker) for _ in
+                        range(self.num_workers)]
+            for t in starters:
+                t.start()
+            for t in starters:
+                t.join()
+            if len(self._workers) != self.num_workers:
+                raise RuntimeError("sandbox workers failed to start (see stderr)")
+        except BaseException:
+            self.close()
+            raise
+        # What the kernel allowed (namespaces, uid), per worker; see isolation.py.
+        self.isolation = self._workers[0].isolation
+        for i in range(self.num_workers):
+            thread = threading.Thread(target=self._serve, args=(i,), daemon=True,
+                                      name=f"sandbox-feeder-{i}")
+            thread.start()
+            self._threads.append(thread)
+
+    @property
+    def sandbox_uids(self) -> list[int]:
+        """The uids programs run as (root only; one per worker), e.g. to look for strays."""
+        return [w.isolation["uid"] for w in self._workers if w.isolation.get("uid")]
+
+    def _start_worker(self):
+        try:
+            worker = _Worker(self._config)
+        except Exception as e:
+            print(f"coderl sandbox: {e}", file=sys.stderr)
+            return
+        with self._cache_lock:
+            self._workers.append(worker)
+
+    # ---------------------------------------------------------------------------- public
+    def submit(self, problem: Problem, code: str, *, tests: str = "hidden",
+               stop_at_first_failure: bool = False) -> concurrent.futures.Future:
+        """Queues `code` for `problem`'s "hidden" or "example" tests; -> Future[Verdict]."""
+        if self._closed:
+            raise RuntimeError("submit on a closed Executor")
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if tests not in ("hidden", "example"):
+            raise ValueError(f"tests must be 'hidden' or 'example', got {tests!r}")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            part_a_rest, part_b = self._job(problem, tests)
+        except ValueError as e:
+            future.set_result(Verdict.internal_error(str(e)))
+            return future
+        head = {"code": code, "timeout": self.timeout, "program_timeout": self.program_timeout,
+                "stop_early": bool(stop_at_first_failure)}
+        part_a = json.dumps(head)[:-1].encode() + b", " + part_a_rest
+        self._queue.put((future, part_a, part_b))
+        return future
+
+    def run(self, jobs: Sequence[tuple[Problem, str]], *, tests: str = "hidden",
+            stop_at_first_failure: bool = False, progress: bool = False) -> list[Verdict]:
+        """Judges all `(problem, code)` jobs; the verdicts are in the order of `jobs`."""
+        futures = [self.submit(p, c, tests=tests, stop_at_first_failure=stop_at_first_failure)
+                   for p, c in jobs]
+        if progress:
+            from tqdm import tqdm
+
+            for _ in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                          desc="execute", unit="prog"):
+                pass
+        else:
+            concurrent.futures.wait(futures)  # one wake-up, not one per program
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stops the workers (each reaps its programs first); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+        for worker in self._workers:
+            worker.close()
+        # Anything still queued (submitted concurrently with close) is not judged.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].set_result(Verdict.internal_error("executor closed"))
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --------------------------------------------------------------------------- private
+    def _job(self, problem: Problem, which: str) -> tuple[bytes, bytes]:
+        key = (id(problem), which)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+        if cached is not None and cached[0] is problem:
+            return cached[1], cached[2]
+        tests = problem.tests(which)
+        if not tests:
+            raise ValueError(f"problem {problem.task_id} has no {which} tests")
+        part_a, part_b = build_job(problem, tests)
+        rest = json.dumps(part_a)[1:].encode()  # '"kind": ...}' appended to the head
+        entry = (problem, rest, json.dumps(part_b).encode())
+        with self._cache_lock:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[key] = entry
+        return entry[1], entry[2]
+
+    def _serve(self, index: int) -> None:
+        """Feeds worker `index` from the shared queue, keeping up to PIPELINE jobs in it.
+
+        A second job already waiting in the worker's pipe lets it go on the moment it
+        replies, instead of idling until this thread is scheduled. Only small jobs are
+        pipelined, so writing one never blocks while the worker waits to write a reply.
+        """
+        inflight: collections.deque = collections.deque()
+        stopping = False
+        while True:
+            while not stopping and len(inflight) < PIPELINE:  # top up the worker's pipe
+                if not inflight:
+                    item = self._queue.get()
+                else:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None and len(item[1]) + len(item[2]) > PIPELINE_MAX_BYTES:
+                        self._queue.put(item)  # too big to wait behind a job: next turn
+                        break
+                if item is None:  # close() was called
+                    stopping = True
+                    break
+                future, part_a, part_b = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                inflight.append(future)
+                try:
+                    self._workers[index].send(part_a, part_b)
+                except Exception as e:
+                    self._fail(index, inflight, e)
+                    break
+            if not inflight:
+                if stopping:
+                    return
+                continue
+            try:  # the oldest job's verdict (the worker answers in order)
+                worker = self._workers[index]
+                reply = worker.receive()
+                if reply is None:
+                    raise RuntimeError(f"sandbox worker exited (status {worker.proc.poll()})")
+                inflight.popleft().set_result(_verdict(reply))
+            except Exception as e:
+                self._fail(index, inflight, e)
+
+    def _fail(self, index: int, inflight: collections.deque, error: Exception) -> None:
+        """The worker died or broke the protocol: its jobs are InternalErrors; restart it."""
+        while inflight:
+            inflight.popleft().set_result(
+                Verdict.internal_error(f"{type(error).__name__}: {error}"))
+        self._restart(index)
+
+    def _restart(self, index: int) -> None:
+        try:
+            self._workers[index].close(timeout=1.0)
+        except Exception:
+            pass
+        try:
+            self._workers[index] = _Worker(self._config)
+        except Exception as e:  # leave the dead one; its next job reports InternalError
+            print(f"coderl sandbox: restarting worker {index} failed: {e}", file=sys.stderr)
+
+
+def _verdict(reply: dict) -> Verdict:
+    outcome = reply["outcome"]
+    if outcome == outcomes.INTERNAL_ERROR:
+        return Verdict.internal_error(reply.get("detail", ""))
+    return Verdict(outcome=outcome, error_type=reply.get("error_type"),
+                   test_results=tuple(reply["test_results"]),
+                   reward=outcomes.RETURNS[outcome], detail=reply.get("detail", ""))

@@ -1,0 +1,379 @@
+"""The sandbox worker process: receives jobs, forks one child per program, judges its reports.
+
+Started by `executor.Executor` as a fresh interpreter (`python -c ...`, i.e. spawned, never a
+fork of the caller, which may have imported JAX). It imports only the standard library, sets
+up the worker-level isolation once (`isolation.Isolation.setup`), pre-imports a few light
+standard modules that programs commonly use (forked children then get them for free), and
+serves jobs one at a time over its stdin/stdout:
+
+    executor -> worker   PART A  {"code", "kind", "fn_name", "setup", "inputs", "timeout", ...}
+                         PART B  {"expected": [...], "modes": [...]}     (read after the fork)
+    worker -> executor   {"outcome", "error_type", "test_results", "detail"}
+
+Each message is a 4-byte big-endian length followed by UTF-8 JSON. Part B (the expected
+outputs) is read only after the child has been forked, so it is never in the child's memory.
+
+Evidence rule: a program passes only if, after the fork, a report for every test arrived in
+order, each judged correct here, followed by the runner's "done" report, all lines carrying
+the per-run nonce drawn before the fork. Exit statuses are only used to name failures; a
+report the worker does not expect (no nonce, wrong order) fails the run.
+
+What is judged where. stdin/stdout tests, call tests and asserts of the form
+`assert EXPR == LITERAL` / `assert [not] EXPR`: the child reports a value (stdout text, or
+EXPR's value as a plain literal, see runner.encode_value) and the worker compares it with an
+expected value the child never had, so no trick inside the child can make a wrong value
+pass. Other asserts (e.g. HumanEval's `check(fn)`, or `assert f(x) < 2`) run whole in the
+child, which reports "passed" when the statement completes; a program that patches the
+harness from inside (it shares the child's interpreter and can find the nonce) could forge
+that report. This is inherent to in-process assert tests (MBPP and HumanEval's own harnesses
+share it); everything in DESIGN.md's threat model (early exits, printed verdicts, killing the
+parent, ...) is covered either way (tests/test_sandbox_adversarial.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+from coderl_jax import outcomes
+from coderl_jax.sandbox import compare, isolation, runner
+
+# Imported once here so that forked children have them ready. Only the light modules that
+# short programs use most: every extra module makes each fork a little dearer, which
+# costs more than the occasional import in a child (measured on the MBPP references).
+PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string")
+
+KILL_GRACE_SECONDS = 0.5  # wall-clock slack over the in-child alarm before a hard kill
+READ_CHUNK = 1 << 16
+
+SIGNAL_ERRORS = {
+    signal.SIGXCPU: "timeoutexception",
+    signal.SIGXFSZ: "outputlimit",
+    signal.SIGSEGV: "segmentationfault",
+}
+
+
+# ----------------------------------------------------------------------------- protocol
+def read_message(fd: int):
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    (length,) = struct.unpack(">I", header)
+    body = _read_exact(fd, length)
+    if body is None:
+        raise EOFError("truncated message")
+    return json.loads(body)
+
+
+def _read_exact(fd: int, n: int):
+    parts, got = [], 0
+    while got < n:
+        chunk = os.read(fd, n - got)
+        if not chunk:
+            if got == 0:
+                return None
+            raise EOFError("truncated message")
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def write_message(fd: int, message) -> None:
+    data = json.dumps(message).encode()
+    data = struct.pack(">I", len(data)) + data
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# ----------------------------------------------------------------------------- judging
+class _Judge:
+    """Turns the child's report lines into per-test results (APPS convention)."""
+
+    def __init__(self, kind: str, n_tests: int, nonce: str, stop_early: bool = False):
+        self.kind = kind
+        self.stop_early = stop_early
+        self.n_tests = n_tests
+        self.nonce = nonce
+        self.expected = None
+        self.modes = None
+        self.pending: list[dict] = []  # reports that arrived before part B was read
+        self.results: list = []
+        self.error_type: str | None = None
+        self.detail = ""
+        self.compile_error = False
+        self.done = False
+        self.invalid = False
+        # "ready" is sent by the harness after isolation is in place and before any program
+        # code runs; a run that never got there is the harness's failure (InternalError),
+        # and the program cannot fake one since it cannot run before "ready".
+        self.started = False
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more to learn: done, invalid, or stopping at the first failure."""
+        return self.done or self.invalid or (self.stop_early and self.failed)
+
+    def feed_line(self, line: bytes) -> None:
+        if self.finished:
+            return  # lines after "done" (e.g. from threads left running) are ignored
+        text = line.decode("utf-8", errors="replace")
+        if not text.startswith(self.nonce):
+            return self._reject("report without the run's nonce")
+        try:
+            record = json.loads(text[len(self.nonce):])
+        except ValueError:
+            return self._reject("malformed report")
+        if self.expected is None:
+            self.pending.append(record)
+        else:
+            self._judge(record)
+
+    def set_expected(self, part_b: dict) -> None:
+        self.expected, self.modes = part_b["expected"], part_b["modes"]
+        pending, self.pending = self.pending, []
+        for record in pending:
+            self._judge(record)
+
+    def _reject(self, why: str) -> None:
+        self.invalid = True
+        self._fail(outcomes.TEST_RESULT_RUNTIME_ERROR, "invalidevidence", why)
+
+    def _fail(self, result, error_type: str | None, detail: str) -> None:
+        self.results.append(result)
+        if self.error_type is None and error_type is not None:
+            self.error_type = error_type
+        if not self.detail:
+            self.detail = detail
+
+    def _judge(self, record: dict) -> None:
+        if self.finished:
+            return
+        kind = record.get("t")
+        if not self.started:
+            if kind == "ready":
+                self.started = True
+            else:
+                self.detail = f"harness: {record.get('msg', 'no ready report')}"
+                self.invalid = True
+            return
+        if kind == "compile" and not self.results:
+            self.compile_error = True
+            self.results = [outcomes.TEST_RESULT_COMPILE_ERROR] * self.n_tests
+            self.error_type, self.detail = record.get("error"), record.get("msg", "")
+            self.done = True
+        elif kind == "load" and not self.results:
+            self.results = [outcomes.TEST_RESULT_RUNTIME_ERROR] * self.n_tests
+            self.error_type, self.detail = record.get("error"), record.get("msg", "")
+            self.done = True
+        elif kind == "test" and record.get("i") == len(self.results):
+            self._judge_test(record)
+        elif kind == "done" and len(self.results) == self.n_tests:
+            self.done = True
+        else:
+            self._reject(f"unexpected report {str(record)[:80]}")
+
+    def _judge_test(self, record: dict) -> None:
+        i, status = record["i"], record.get("status")
+        if status == "error":
+            return self._fail(outcomes.TEST_RESULT_RUNTIME_ERROR, record.get("error"),
+                              f"test {i}: {record.get('msg', '')}")
+        if status != "ok":
+            return self._fail(False, None, f"test {i}: {record.get('msg', status)}")
+        value, expected, mode = record.get("value"), self.expected[i], self.modes[i]
+        try:
+            if self.kind == "stdio":
+                ok = compare.stdout_matches(value, expected)
+            elif mode == "exec":
+                ok = value == "passed"
+            elif self.kind == "call":
+                ok = compare.call_result_matches(compare.decode_value(value), expected)
+            elif mode == "truth":
+                ok = bool(compare.decode_value(value)) == expected
+            else:  # "value": the worker-side literal of `assert <expr> == <literal>`
+                ok = compare.decode_value(value) == compare.decode_value(expected)
+        except (compare.UndecodableValue, TypeError) as e:
+            ok, self.detail = False, self.detail or f"test {i}: {e}"
+        if ok:
+            self.results.append(True)
+        else:
+            self._fail(False, None, f"test {i}: wrong answer")
+
+    @property
+    def failed(self) -> bool:
+        return any(r is not True for r in self.results)
+
+    def verdict(self, death: str | None) -> dict:
+        """The outcome; `death` names how the child ended if it was not via "done"."""
+        if not self.started:
+            return {"outcome": outcomes.INTERNAL_ERROR, "error_type": None, "test_results": [],
+                    "detail": (self.detail or f"harness: child ended before starting ({death})")}
+        results = list(self.results)
+        error_type = self.error_type
+        if not self.done and not self.failed and death is not None:
+            # Died (or was killed) in the middle of test len(results), with no report.
+            results.append(outcomes.TEST_RESULT_RUNTIME_ERROR)
+            error_type = death
+        if outcomes.TEST_RESULT_COMPILE_ERROR in results:
+            outcome = outcomes.COMPILE_ERROR
+        elif outcomes.TEST_RESULT_RUNTIME_ERROR in results:
+            outcome = outcomes.RUNTIME_ERROR
+        elif False in results or len(results) < self.n_tests or not self.done:
+            outcome, error_type = outcomes.FAILED_TEST, None
+        else:
+            outcome, error_type = outcomes.PASSED_TEST, None
+        return {"outcome": outcome, "error_type": error_type, "test_results": results,
+                "detail": (self.detail or (death or ""))[:500]}
+
+
+# ----------------------------------------------------------------------------- one run
+def _death_reason(status: int, killed_for: str | None) -> str:
+    if killed_for is not None:
+        return killed_for
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig in SIGNAL_ERRORS:
+            return SIGNAL_ERRORS[sig]
+        return "killedby" + signal.Signals(sig).name.lower()
+    # Exiting (with any status) before the runner's final report: sys/os exit, a closed
+    # report channel, ... Never a pass.
+    return "systemexit"
+
+
+def run_job(iso: isolation.Isolation, part_a: dict, job_fd: int) -> dict:
+    n_tests = len(part_a["inputs"])
+    timeout = float(part_a["timeout"])
+    program_timeout = part_a.get("program_timeout") or (timeout * (n_tests + 1) + 1.0)
+    nonce = os.urandom(16).hex()
+    scratch = iso.new_scratch()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # ------------------------------------------------------------- child
+        try:
+            os.close(read_fd)
+            try:
+                iso.enter_child(scratch, write_fd, cpu_seconds=program_timeout + 1.0)
+                ready = {"t": "ready"}
+            except BaseException as e:
+                ready = {"t": "harness", "msg": f"{type(e).__name__}: {e}"[:300]}
+            os.write(runner.RESULT_FD, (nonce + json.dumps(ready) + "\n").encode())
+            if ready["t"] == "ready":
+                runner.run(part_a, nonce)
+        finally:
+            os._exit(0)
+    # ------------------------------------------------------------------------- worker
+    os.close(write_fd)
+    judge = _Judge(part_a["kind"], n_tests, nonce, bool(part_a["stop_early"]))
+    start = last = time.monotonic()
+    killed_for = None
+    status = None
+    buffer = bytearray()  # bytes after the last complete line (amortized appends: the
+    # stdout of a stdin/stdout test can be megabytes long)
+    pidfd = os.pidfd_open(pid)
+    try:
+        judge.set_expected(read_message(job_fd))
+        part_a["_part_b_read"] = True
+        os.set_blocking(read_fd, False)
+        open_fds = [read_fd, pidfd]
+        while True:
+            if judge.finished:
+                break
+            now = time.monotonic()
+            deadline = min(last + 2 * timeout + KILL_GRACE_SECONDS, start + program_timeout)
+            if now >= deadline:
+                killed_for = "timeoutexception"
+                break
+            ready, _, _ = select.select(open_fds, [], [], deadline - now)
+            if read_fd in ready:
+                chunk = _read_available(read_fd)
+                if chunk:
+                    last = time.monotonic()
+                    buffer += chunk
+                    if b"\n" in chunk:
+                        end = buffer.rfind(b"\n")
+                        for line in bytes(buffer[:end]).split(b"\n"):
+                            judge.feed_line(line)
+                        del buffer[:end + 1]
+                    continue
+                open_fds.remove(read_fd)  # EOF: the child closed it (or exited)
+            if pidfd in ready:
+                _, status = os.waitpid(pid, 0)
+                # Kill what it left behind first: an orphan could keep writing the pipe.
+                status = iso.reap(pid, status)
+                for line in bytes(buffer + _read_available(read_fd, drain=True)).split(b"\n"):
+                    if line:
+                        judge.feed_line(line)
+                break
+    finally:
+        status = iso.reap(pid, status)
+        os.close(pidfd)
+        os.close(read_fd)
+        iso.clean_files(scratch)
+    death = None if judge.done else _death_reason(status, killed_for)
+    verdict = judge.verdict(death)
+    verdict["seconds"] = round(time.monotonic() - start, 4)
+    return verdict
+
+
+def _read_available(fd: int, drain: bool = False) -> bytes:
+    parts = []
+    while True:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        parts.append(chunk)
+        if not drain:
+            break
+    return b"".join(parts)
+
+
+# ----------------------------------------------------------------------------- main loop
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    # Private copies of the protocol pipes; fds 0/1 then point at /dev/null so that nothing
+    # printed by accident can corrupt the protocol.
+    job_fd, reply_fd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the executor, which closes us
+    iso = isolation.Isolation(
+        memory_mb=config["memory_mb"], max_output_bytes=config["max_output_bytes"],
+        max_processes=config["max_processes"], hide_paths=tuple(config["hide_paths"]),
+        privileged=config.get("privileged", True))
+    iso.setup()
+    for name in PRELOAD:
+        __import__(name)
+    # Objects that exist now are never collected; freezing them keeps the children's
+    # garbage collector from touching (and so copying) every page of the worker's heap.
+    gc.freeze()
+    write_message(reply_fd, {"ready": True, "isolation": iso.report})
+    while True:
+        part_a = read_message(job_fd)
+        if part_a is None:
+            break
+        try:
+            verdict = run_job(iso, part_a, job_fd)
+        except Exception as e:  # a harness bug: reported per job, never a pass
+            if not part_a.get("_part_b_read"):
+                read_message(job_fd)  # keep the protocol in step
+            verdict = {"outcome": outcomes.INTERNAL_ERROR, "error_type": None,
+                       "test_results": [], "detail": f"worker: {type(e).__name__}: {e}"[:500]}
+        write_message(reply_fd, verdict)
+    if iso.scratch_root:
+        shutil.rmtree(iso.scratch_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The executor: verdicts per test kind, classification, options, the pool, isolation."""
+
+import os
+import sys
+
+import pytest
+
+from coderl_jax import outcomes
+from coderl_jax.data.problem import Problem
+from coderl_jax.data.problem import Test as Case
+from coderl_jax.sandbox import Executor, Verdict
+from coderl_jax.sandbox.executor import build_job
+
+STDIO = Problem("io", "add two numbers", hidden_tests=(
+    Case("stdio", "1 2\n", "3\n"), Case("stdio", "5 5\n", "10\n"), Case("stdio", "0 0\n", "0\n")),
+    example_tests=(Case("stdio", "1 2\n", "3\n"),))
+CALL = Problem("call", "add", fn_name="add", hidden_tests=(
+    Case("call", [1, 2], 3), Case("call", [2, 2], [4]), Case("call", [[1], [2]], [1, 2])))
+ASSERT = Problem("assert", "add", test_setup="import math", hidden_tests=(
+    Case("assert", "assert add(1, 2) == 3"), Case("assert", "assert add(2, 2) == 4"),
+    Case("assert", "assert math.isclose(add(0.1, 0.2), 0.3)")))
+
+ADD_STDIO = "a, b = map(int, input().split())\nprint(a + b)\n"
+ADD_FN = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with Executor(2, timeout=2.0) as ex:
+        yield ex
+
+
+def run1(executor, problem, code, **kw) -> Verdict:
+    return executor.submit(problem, code, **kw).result(timeout=60)
+
+
+def test_passing_programs_of_each_kind(executor):
+    for problem, code in ((STDIO, ADD_STDIO), (CALL, ADD_FN), (ASSERT, ADD_FN)):
+        v = run1(executor, problem, code)
+        assert v == Verdict(outcomes.PASSED_TEST, None, (True, True, True), 1.0, ""), problem
+
+
+def test_stdin_forms_and_exit_after_printing(executor):
+    # open(0), sys.stdin.buffer and exit() after the answer are all normal stdin programs.
+    code = "import sys\nprint(sum(map(int, open(0).read().split())))\nsys.exit(0)\n"
+    assert run1(executor, STDIO, code).passed
+    code = "import sys\nd = sys.stdin.buffer.read().split()\nsys.stdout.buffer.write(b'%d\\n' % (int(d[0]) + int(d[1])))"
+    assert run1(executor, STDIO, code).passed
+    code = "import os\nos.write(1, (str(sum(map(int, input().split()))) + '\\n').encode())"
+    assert run1(executor, STDIO, code).passed
+
+
+def test_wrong_answers_are_failed_tests(executor):
+    v = run1(executor, STDIO, "print(3)")
+    assert (v.outcome, v.error_type, v.test_results, v.reward) == (
+        outcomes.FAILED_TEST, None, (True, False, False), outcomes.RETURNS[outcomes.FAILED_TEST])
+    v = run1(executor, CALL, "def add(a, b):\n    return 3")
+    assert v.test_results == (True, False, False)
+
+
+@pytest.mark.parametrize("code,error", [
+    ("def f(:\n", "syntaxerror"),
+    ("def f():\nreturn 1\n", "indentationerror"),
+    ("if True:\n\tx = 1\n        y = 2\n", "taberror"),
+])
+def test_compile_errors(executor, code, error):
+    v = run1(executor, CALL, code)
+    assert (v.outcome, v.error_type, v.reward) == (outcomes.COMPILE_ERROR, error, -1.0)
+    assert v.test_results == (outcomes.TEST_RESULT_COMPILE_ERROR,) * 3
+
+
+@pytest.mark.parametrize("body,error", [
+    ("return undefined_name", "nameerror"),
+    ("return [][a]", "indexerror"),
+    ("return {}[a]", "keyerror"),
+    ("return a / 0", "zerodivisionerror"),
+    ("return None + a", "typeerror"),
+    ("return int('x')", "valueerror"),
+    ("return a.nope", "attributeerror"),
+])
+def test_runtime_error_subtypes(executor, body, error):
+    v = run1(executor, CALL, f"def add(a, b):\n    {body}\n")
+    assert (v.outcome, v.error_type, v.reward) == (outcomes.RUNTIME_ERROR, error, -0.6)
+    assert v.test_results[0] == outcomes.TEST_RESULT_RUNTIME_ERROR
+
+
+def test_eof_and_timeout_subtypes(executor):
+    v = run1(executor, STDIO, "input()\ninput()\n")
+    assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "eoferror")
+    v = run1(executor, STDIO, "while True:\n    pass\n")
+    assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "timeoutexception")
+
+
+def test_mixed_results_follow_apps_precedence(executor):
+    # Runtime error on one test and a wrong answer on another -> RuntimeError (CodeRL order).
+    code = "def add(a, b):\n    if a == 2:\n        raise KeyError(a)\n    return 0\n"
+    v = run1(executor, CALL, code)
+    assert v.test_results == (False, -1, False)
+    assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "keyerror")
+
+
+def test_stop_at_first_failure(executor):
+    v = run1(executor, STDIO, "print(3)", stop_at_first_failure=True)
+    assert v.outcome == outcomes.FAILED_TEST and v.test_results == (True, False)
+    v = run1(executor, STDIO, "print(0)", stop_at_first_failure=True)
+    assert v.test_results == (False,)
+
+
+def test_example_tests(executor):
+    assert run1(executor, STDIO, "print(3)", tests="example").test_results == (True,)
+
+
+def test_apps_solution_class_and_wrapped_outputs(executor):
+    code = "class Solution:\n    def add(self, a, b):\n        return a + b\n"
+    assert run1(executor, CALL, code).passed
+
+
+def test_call_arguments_are_fresh_per_test(executor):
+    problem = Problem("mut", "", fn_name="f", hidden_tests=(Case("call", [[1]], 1),) * 2)
+    assert run1(executor, problem, "def f(x):\n    x.append(2)\n    return len(x) - 1\n").passed
+
+
+def test_assert_tests_mbpp_setup_and_state(executor):
+    # test_setup runs after the program; module state carries over between asserts.
+    problem = Problem("s", "", test_setup="BASE = 10", hidden_tests=(
+        Case("assert", "assert f() == 11"), Case("assert", "assert f() == 12")))
+    code = "n = 0\ndef f():\n    global n\n    n += 1\n    return BASE + n\n"
+    assert run1(executor, problem, code).passed
+
+
+def test_assert_modes():
+    problem = Problem("m", "", hidden_tests=(
+        Case("assert", "assert f(1) == [1, (2,)]"), Case("assert", "assert 3 == f(2)"),
+        Case("assert", "assert not f(3)"), Case("assert", "assert f(4)"),
+        Case("assert", "assert set(f(5)) == {1}"), Case("assert", "assert f(6) < 2")))
+    part_a, part_b = build_job(problem, problem.hidden_tests)
+    assert [t["mode"] for t in part_a["inputs"]] == ["value", "value", "truth", "truth",
+                                                      "value", "exec"]
+    # The expected side of split asserts never goes to the child.
+    assert [t["src"] for t in part_a["inputs"][:3]] == ["f(1)", "f(2)", "f(3)"]
+    assert part_b["expected"][:4] == ["[1, (2,)]", "3", False, True]
+    assert "{1}" not in str(part_a)
+
+
+def test_humaneval_style_check(executor):
+    problem = Problem("he", "def inc(x):\n", fn_name="inc",
+                      test_setup="def check(candidate):\n    assert candidate(1) == 2\n",
+                      hidden_tests=(Case("assert", "check(inc)"),))
+    assert run1(executor, problem, "def inc(x):\n    return x + 1\n").passed
+    v = run1(executor, problem, "def inc(x):\n    return x\n")
+    assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "assertionerror")
+
+
+def test_no_tests_is_an_internal_error(executor):
+    v = run1(executor, Problem("empty", ""), "print(1)")
+    assert v.outcome == outcomes.INTERNAL_ERROR and v.reward is None and "no hidden" in v.detail
+
+
+def test_run_keeps_order_and_pool_is_reused(executor):
+    jobs = [(CALL, ADD_FN if i % 3 else "def add(a, b): return 0") for i in range(30)]
+    verdicts = executor.run(jobs)
+    assert [v.passed for v in verdicts] == [bool(i % 3) for i in range(30)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and uid drop need root")
+def test_isolation_as_root(executor):
+    report = executor.isolation
+    assert report["network_namespace"] is True
+    assert report["mount_namespace"] is True and report["pid_namespace"] is True
+    problem = Problem("id", "", fn_name="f", hidden_tests=(Case("call", [], True),))
+    probe = ("import os, socket\n"
+             "def f():\n"
+             "    return (os.getuid() >= 1000000 and os.getgid() >= 1000000 and "
+             "os.getpgid(0) == os.getpid() and os.getcwd() == '/tmp' and "
+             "os.listdir('/tmp') == [] and os.listdir('/root') == ['.pyenv'])\n")
+    assert run1(executor, problem, probe).passed
+
+
+def test_workers_never_import_jax(executor):
+    pytest.importorskip("jax")
+    import jax  # noqa: F401  (in this process, like the RL loop)
+
+    with Executor(1, timeout=2.0) as ex:
+        problem = Problem("j", "", fn_name="f", hidden_tests=(Case("call", [], False),))
+        assert run1(ex, problem, "import sys\ndef f():\n    return 'jax' in sys.modules\n").passed
+    assert "jax" in sys.modules
+
+
+def test_closed_executor_rejects_work():
+    ex = Executor(1, timeout=1.0)
+    ex.close()
+    ex.close()  # idempotent
+    with pytest.raises(RuntimeError):
+        ex.submit(CALL, ADD_FN)
+
+
+def _alive_with_uid(uids) -> list[int]:
+    alive = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid in uids:
+                    with open(f"/proc/{name}/stat") as f:
+                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            alive.append(int(name))
+            except OSError:
+                pass
+    return alive
+
+
+def test_a_dead_worker_is_an_internal_error_and_is_replaced():
+    import signal
+    import time
+
+    with Executor(1, timeout=5.0) as ex:
+        future = ex.submit(STDIO, "import time\ntime.sleep(30)")
+        time.sleep(0.5)  # let it start
+        os.kill(ex._workers[0].proc.pid, signal.SIGKILL)
+        v = future.result(timeout=30)
+        assert v.outcome == outcomes.INTERNAL_ERROR and v.reward is None
+        assert run1(ex, STDIO, ADD_STDIO).passed  # a fresh worker took over
+        if ex.sandbox_uids:
+            deadline = time.monotonic() + 5
+            while _alive_with_uid(set(ex.sandbox_uids)) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the orphaned program dies with its PID namespace
+            assert _alive_with_uid(set(ex.sandbox_uids)) == []
+
+
+def test_close_leaves_nothing_running():
+    ex = Executor(2, timeout=5.0)
+    futures = [ex.submit(STDIO, "import time\ntime.sleep(30)") for _ in range(2)]
+    workers = [w.proc for w in ex._workers]
+    uids = set(ex.sandbox_uids)
+    ex._workers[0].proc.kill()  # a crash while busy...
+    ex._workers[1].proc.kill()
+    ex.close()  # ...and close() still returns, and every future is resolved
+    assert all(f.done() and not f.result().passed for f in futures)
+    assert all(p.poll() is not None for p in workers)
+    if uids:
+        assert _alive_with_uid(uids) == []
+
+
+def test_bad_arguments_fail_early(executor):
+    with pytest.raises(ValueError, match="'hidden' or 'example'"):
+        executor.submit(CALL, ADD_FN, tests="secret")
+    with pytest.raises(TypeError, match="code must be a str"):
+        executor.submit(CALL, b"def add(a, b): return a + b")
+    with pytest.raises(ValueError, match="timeout must be positive"):
+        Executor(1, timeout=0)
+    mixed = Problem("mixed", "", fn_name="f", hidden_tests=(Case("call", [1], 1),
+                                                            Case("stdio", "", "")))
+    v = run1(executor, mixed, "def f(x): return x")
+    assert v.outcome == outcomes.INTERNAL_ERROR and "mix kinds" in v.detail
+
+
+def test_unprivileged_path_still_judges_and_reaps():
+    """The path taken without root: no namespaces or uid drop, but a process group, limits,
+    a scratch dir and subreaper-based reaping. Checked even when the tests run as root."""
+    import time
+
+    with Executor(1, timeout=0.5, privileged=False, memory_mb=512) as ex:
+        report = ex.isolation
+        assert report["root"] is False and report["uid"] is None
+        assert report["mount_namespace"] == "not root: skipped"
+        assert run1(ex, STDIO, ADD_STDIO).passed
+        assert run1(ex, CALL, ADD_FN).passed
+        marker = f"coderl_unpriv_{os.getpid()}"
+        escape = ("import os, sys, time\n"
+                  "if os.fork() == 0:\n"
+                  "    os.setsid()\n"
+                  f"    sys.argv[0] = {marker!r}\n"
+                  "    open(os.path.join(os.getcwd(), 'x'), 'w').write('x')\n"
+                  "    time.sleep(1000)\n"
+                  "time.sleep(0.2)\n"
+                  "raise ValueError(os.getcwd())\n")
+        v = run1(ex, STDIO, escape)
+        assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "valueerror")
+        scratch = v.detail.split("ValueError: ")[1]
+        assert not os.path.exists(scratch)  # the scratch dir is gone
+        # The escaped grandchild (own session) was found through the subreaper and killed.
+        worker_pid = ex._workers[0].proc.pid
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            children = open(f"/proc/{worker_pid}/task/{worker_pid}/children").read().split()
+            if not children:
+                break
+            time.sleep(0.05)
+        assert children == []
+        v = run1(ex, STDIO, "while True:\n    pass\n")
+        assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "timeoutexception")
