@@ -6,6 +6,7 @@ import json
 import pytest
 
 from coderl_jax.data import loaders
+from coderl_jax.data.example_tests import extract_example_tests
 from coderl_jax.data.jsonl import JsonlError
 
 
@@ -41,7 +42,10 @@ def test_apps_jsonl(shared_data):
     assert by_id["2404"].starter_code.startswith("class Solution")
     assert all(t.kind == "stdio" and isinstance(t.input, str)
                for t in by_id["1"].hidden_tests)
-    assert by_id["1"].example_tests == ()  # no example-test file given
+    # No example-test file given: the examples are extracted from the statement.
+    assert by_id["1"].example_tests == extract_example_tests(by_id["1"].question)
+    assert len(by_id["1"].example_tests) >= 1
+    assert by_id["1"].example_tests[0].input == by_id["1"].hidden_tests[0].input
 
 
 def test_apps_example_tests_file(shared_data):

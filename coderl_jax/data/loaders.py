@@ -14,7 +14,9 @@ Sources and their mapping:
     per-problem `example_input_output.json` (folder layout) or from an
     `example_tests=` file/folder: CodeRL's `test_example_tests.jsonl`
     (`{"problem_id", "example_input_output"}` lines) or its folder of
-    `<id>/example_input_output.json`. No example file -> no example tests.
+    `<id>/example_input_output.json`. A problem with no example data there (absent, or
+    null as for 63 APPS test problems) gets the examples extracted from its statement
+    (`coderl_jax.data.example_tests`).
   mbpp: `mbpp.jsonl` (`text`, `code`, `task_id`, `test_setup_code`, `test_list`) or the
     sanitized JSON array (`prompt`, `code`, `task_id`, `test_imports`, `test_list`). Each
     assert of `test_list` is one "assert" test; the same three asserts are the example tests
@@ -38,6 +40,7 @@ import os
 import pathlib
 from typing import Any, Callable, Iterable
 
+from coderl_jax.data.example_tests import extract_example_tests
 from coderl_jax.data.jsonl import JsonlError, read_jsonl, require
 from coderl_jax.data.problem import Problem, Test
 
@@ -91,12 +94,17 @@ def apps_problem(record: dict, where: str, example_io: Any = None) -> Problem:
     if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):
         raise ValueError(f"{where}: field 'solutions' must be a list of strings")
     example_io = _json_field(example_io, where, "example_input_output")
+    if example_io is not None:
+        example_tests = _apps_tests(example_io, fn_name, where + " (example tests)")
+    else:
+        # No CodeRL example file for this problem: take the examples shown in the statement.
+        example_tests = extract_example_tests(record["question"], fn_name)
     return Problem(
         task_id=str(record["problem_id"]),
         question=record["question"],
         starter_code=record.get("starter_code") or "",
         fn_name=fn_name,
-        example_tests=_apps_tests(example_io, fn_name, where + " (example tests)"),
+        example_tests=example_tests,
         hidden_tests=_apps_tests(io, fn_name, where),
         difficulty=record.get("difficulty") or "unknown",
         solutions=tuple(solutions),
