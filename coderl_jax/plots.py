@@ -35,7 +35,9 @@ def plot_pass_at_k(report: Mapping, path: pathlib.Path) -> pathlib.Path:
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
-    ax.set_ylim(bottom=0)
+    # A rate axis: never zoom in on an all-zero (or tiny) curve as if it were a signal.
+    highest = max((summary[key] for _, summary in series for key in keys), default=0.0)
+    ax.set_ylim(0, min(100.0, max(10.0, 1.15 * highest)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(fig, path)
