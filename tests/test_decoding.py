@@ -1,0 +1,271 @@
+"""The jitted sampler (coderl_jax/decoding.py) against naive references on a tiny T5.
+
+References are step-by-step loops over the *full* teacher-forced forward pass (no cache), so
+every test also checks that the cached while-loop computes what the model means.
+The tiny model is the v1.1 variant: its random init gives varied greedy outputs, whereas the
+random v1.0 head repeats one token, which would make the equalities below weak.
+"""
+
+import functools
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_utils import random_batch, tiny_config, v11  # noqa: E402
+
+from coderl_jax import decoding  # noqa: E402
+from coderl_jax.decoding import SamplingParams, sample, top_p_mask  # noqa: E402
+from coderl_jax.models.t5 import T5, init_params  # noqa: E402
+
+MAX_NEW = 10
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = v11(tiny_config())
+    params = init_params(config, jax.random.key(0))
+    ids, mask, _ = random_batch(config, np.random.default_rng(0), batch=3, src_len=11)
+    return config, params, ids, mask.astype(np.int32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(config, params, ids, mask, dec, temperature=1.0):
+    logits = T5(config).apply({"params": params}, ids, dec, mask)
+    return jax.nn.log_softmax(logits / temperature)
+
+
+def full_forward_log_probs(config, params, ids, mask, dec, temperature=1.0):
+    """log-softmax of the teacher-forced logits / temperature: dec [B, T] -> [B, T, V]."""
+    return np.asarray(_forward(config, params, ids, mask, dec, temperature), np.float64)
+
+
+def naive_greedy(config, params, ids, mask, steps, prefix=None):
+    """Argmax one token at a time over the full forward pass, forcing `prefix` rows first.
+
+    The decoder input always has `steps` positions (later ones are placeholders): the
+    decoder is causal, so the logits at position t see only positions <= t, and one compiled
+    forward serves every step. Returns tokens [B, steps] (no EOS handling: the caller makes
+    sure EOS does not occur)."""
+    b = ids.shape[0]
+    dec = np.full((b, steps), config.decoder_start_token_id, np.int32)
+    out = np.zeros((b, steps), np.int32)
+    for t in range(steps):
+        nxt = full_forward_log_probs(config, params, ids, mask, dec)[:, t].argmax(-1)
+        if prefix is not None:
+            nxt = np.array([p[t] if t < len(p) else n for p, n in zip(prefix, nxt)])
+        out[:, t] = nxt
+        if t + 1 < steps:
+            dec[:, t + 1] = nxt
+    return out
+
+
+def test_greedy_equals_naive_argmax_over_full_forward(setup):
+    config, params, ids, mask = setup
+    out = sample(config, params, ids, mask, jax.random.key(0),
+                 SamplingParams(greedy=True, max_new_tokens=MAX_NEW))
+    expected = naive_greedy(config, params, ids, mask, MAX_NEW)
+    assert config.eos_token_id not in expected  # so no row stops early in either
+    np.testing.assert_array_equal(np.asarray(out.tokens), expected)
+    np.testing.assert_array_equal(np.asarray(out.lengths), [MAX_NEW] * 3)
+    assert len(set(expected.ravel().tolist())) > 5  # a varied output, not one repeated token
+    # log_probs are the model's log-probabilities of the chosen tokens.
+    dec = np.concatenate([np.zeros((3, 1), np.int32), expected[:, :-1]], axis=1)
+    lp = full_forward_log_probs(config, params, ids, mask, dec)
+    expected_lp = np.take_along_axis(lp, expected[..., None], -1)[..., 0]
+    np.testing.assert_allclose(np.asarray(out.log_probs), expected_lp, atol=1e-5)
+
+
+def test_top_p_to_zero_equals_greedy(setup):
+    config, params, ids, mask = setup
+    greedy = sample(config, params, ids, mask, jax.random.key(0),
+                    SamplingParams(greedy=True, max_new_tokens=MAX_NEW))
+    nucleus = sample(config, params, ids, mask, jax.random.key(5),
+                     SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=MAX_NEW))
+    np.testing.assert_array_equal(np.asarray(nucleus.tokens), np.asarray(greedy.tokens))
+
+
+def test_top_p_mask_hand_computed():
+    probs = np.array([[0.05, 0.5, 0.15, 0.3]])
+    lp = jnp.log(jnp.asarray(probs, jnp.float32))
+    kept = lambda p: np.isfinite(np.asarray(top_p_mask(lp, jnp.float32(p))))[0].tolist()
+    assert kept(0.4) == [False, True, False, False]   # 0.5 alone reaches 0.4
+    assert kept(0.6) == [False, True, False, True]    # 0.5 + 0.3
+    assert kept(0.9) == [False, True, True, True]     # 0.5 + 0.3 + 0.15 = 0.95
+    assert kept(0.99) == [True, True, True, True]
+    assert kept(0.0) == [False, True, False, False]   # never empty: argmax stays
+    np.testing.assert_array_equal(np.asarray(top_p_mask(lp, jnp.float32(0.6)))[0, [1, 3]],
+                                  np.asarray(lp)[0, [1, 3]])  # kept values unchanged
+
+
+def test_top_p_fast_path_equals_exact_search():
+    # Peaked rows (nucleus within the top-k candidates) and flat rows (beyond them) in one
+    # batch: every row's nucleus equals the exact bisection threshold, and a row's result
+    # is the same alone as in the mixed batch.
+    rng = np.random.default_rng(0)
+    scale = np.array([15.0, 0.5, 8.0, 0.2, 4.0, 1.0])[:, None]
+    logits = rng.normal(size=(6, 1000)) * scale
+    lp = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
+    top = jax.lax.top_k(jnp.exp(lp), decoding.NUCLEUS_CANDIDATES)[0].sum(-1)
+    assert 0 < int((top >= 0.9).sum()) < 6  # both paths are exercised
+    for p in (0.5, 0.9, 0.95):
+        masked = np.asarray(top_p_mask(lp, jnp.float32(p)))
+        probs = jnp.exp(lp)  # XLA's exp, as inside top_p_mask (numpy's differs in the last ulp)
+        tau = np.asarray(decoding._nucleus_threshold_bisect(probs, jnp.float32(p)))
+        np.testing.assert_array_equal(np.isfinite(masked), np.asarray(probs) >= tau[:, None])
+        for row in (0, 1):  # a peaked row and a flat row, alone
+            alone = np.asarray(top_p_mask(lp[row:row + 1], jnp.float32(p)))
+            np.testing.assert_array_equal(alone, masked[row:row + 1])
+        # The kept set is the smallest prefix of the sorted probabilities reaching p.
+        for row in range(6):
+            probs = np.sort(np.exp(np.asarray(lp[row], np.float64)))[::-1]
+            n = int(np.isfinite(masked[row]).sum())
+            assert probs[:n].sum() >= p - 1e-5 and probs[: n - 1].sum() < p + 1e-5
+
+
+def test_sample_categorical_matches_the_distribution():
+    # 300 entries span three 128-token CDF blocks; some are excluded (-inf).
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=300) * 2
+    logits[[0, 5, 127, 128, 299]] = -np.inf
+    probs = np.exp(logits - logits[np.isfinite(logits)].max())
+    probs /= probs.sum()
+    n = 50_000
+    keys = jax.random.split(jax.random.key(0), n)
+    draws = np.asarray(decoding.sample_categorical(
+        keys, jnp.broadcast_to(jnp.asarray(logits, jnp.float32), (n, 300))))
+    counts = np.bincount(draws, minlength=300)
+    assert counts[[0, 5, 127, 128, 299]].sum() == 0
+    # Every frequency within 5 standard deviations of its expectation.
+    sd = np.sqrt(n * probs * (1 - probs))
+    assert np.all(np.abs(counts - n * probs) <= 5 * sd + 1)
+    # The top-p support is respected too: only the two most likely tokens of [0.05, 0.5,
+    # 0.15, 0.3] survive top_p=0.6, in proportion 5:3.
+    lp = jnp.log(jnp.asarray([0.05, 0.5, 0.15, 0.3], jnp.float32))
+    masked = top_p_mask(jnp.broadcast_to(lp, (20_000, 4)), jnp.float32(0.6))
+    counts = np.bincount(np.asarray(decoding.sample_categorical(keys[:20_000], masked)),
+                         minlength=4)
+    assert counts[0] == counts[2] == 0
+    assert abs(counts[1] / 20_000 - 0.625) < 0.02
+
+
+def test_temperature_sampling_is_deterministic_and_batch_independent(setup):
+    config, params, ids, mask = setup
+    # The random tiny model is peaked (p(argmax) ~ 0.97): a high temperature makes samples vary.
+    sp = SamplingParams(num_samples=2, temperature=2.0, top_p=0.95, max_new_tokens=MAX_NEW)
+    a = sample(config, params, ids, mask, jax.random.key(7), sp)
+    b = sample(config, params, ids, mask, jax.random.key(7), sp)
+    c = sample(config, params, ids, mask, jax.random.key(8), sp)
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+    assert not np.array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
+    # The 2 samples of one prompt differ (each row has its own key).
+    assert not np.array_equal(np.asarray(a.tokens)[0], np.asarray(a.tokens)[1])
+    # Row r is seeded by sample id r: prompt 1 alone, with ids 2 and 3, gives the same samples.
+    alone = sample(config, params, ids[1:2], mask[1:2], jax.random.key(7), sp,
+                   sample_ids=np.array([2, 3]))
+    np.testing.assert_array_equal(np.asarray(alone.tokens), np.asarray(a.tokens)[2:4])
+    # Sampled tokens' log_probs are those of the tempered full forward pass.
+    toks = np.asarray(a.tokens)
+    dec = np.concatenate([np.zeros((6, 1), np.int32), toks[:, :-1]], axis=1)
+    lp = full_forward_log_probs(config, params, np.repeat(ids, 2, 0), np.repeat(mask, 2, 0), dec,
+                                2.0)
+    expected = np.take_along_axis(lp, toks[..., None], -1)[..., 0]
+    valid = np.arange(MAX_NEW)[None] < np.asarray(a.lengths)[:, None]
+    np.testing.assert_allclose(np.asarray(a.log_probs)[valid], expected[valid], atol=1e-5)
+
+
+def test_prefix_is_forced_then_greedy_continues(setup):
+    config, params, ids, mask = setup
+    rng = np.random.default_rng(1)
+    prefix_len = np.array([0, 3, 5])
+    prefix_ids = rng.integers(3, config.vocab_size, size=(3, 5)).astype(np.int32)
+    out = sample(config, params, ids, mask, jax.random.key(0),
+                 SamplingParams(greedy=True, max_new_tokens=MAX_NEW),
+                 prefix_ids=prefix_ids, prefix_len=prefix_len)
+    tokens = np.asarray(out.tokens)
+    for row, n in enumerate(prefix_len):
+        np.testing.assert_array_equal(tokens[row, :n], prefix_ids[row, :n])
+    prefixes = [prefix_ids[r, :n].tolist() for r, n in enumerate(prefix_len)]
+    expected = naive_greedy(config, params, ids, mask, MAX_NEW, prefix=prefixes)
+    np.testing.assert_array_equal(tokens, expected)
+    # Prefix forcing also works while sampling: the prefix is reproduced exactly.
+    sampled = sample(config, params, ids, mask, jax.random.key(3),
+                     SamplingParams(num_samples=2, temperature=2.0, max_new_tokens=MAX_NEW),
+                     prefix_ids=prefix_ids, prefix_len=prefix_len)
+    st = np.asarray(sampled.tokens)
+    for row, n in enumerate(prefix_len):
+        for k in range(2):
+            np.testing.assert_array_equal(st[row * 2 + k, :n], prefix_ids[row, :n])
+
+
+def test_prefix_longer_than_max_new_tokens_is_an_error(setup):
+    config, params, ids, mask = setup
+    with pytest.raises(ValueError, match="does not fit max_new_tokens"):
+        sample(config, params, ids, mask, jax.random.key(0),
+               SamplingParams(greedy=True, max_new_tokens=2),
+               prefix_ids=np.ones((3, 3), np.int32), prefix_len=np.array([0, 3, 1]))
+
+
+def test_eos_stops_the_row_and_pads_after_it(setup):
+    config, params, ids, mask = setup
+    sp = SamplingParams(greedy=True, max_new_tokens=MAX_NEW)
+    free = np.asarray(sample(config, params, ids, mask, jax.random.key(0), sp).tokens)
+    assert config.eos_token_id not in free
+    # Declare the first token that row 0 emits for the first time at position >= 2 to be EOS:
+    # the rows are unchanged up to their first EOS (the config's EOS id does not enter the
+    # forward pass), and padded after it.
+    k = next(t for t in range(2, MAX_NEW) if free[0, t] not in free[0, :t])
+    eos = int(free[0, k])
+    out = sample(config.replace(eos_token_id=eos), params, ids, mask, jax.random.key(0), sp)
+    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    assert lengths[0] == k + 1
+    for row in range(free.shape[0]):
+        hits = np.flatnonzero(free[row] == eos)
+        n = hits[0] + 1 if hits.size else MAX_NEW
+        assert lengths[row] == n
+        np.testing.assert_array_equal(tokens[row, :n], free[row, :n])
+        assert (tokens[row, n:] == config.pad_token_id).all()
+        assert (np.asarray(out.log_probs)[row, n:] == 0).all()
+
+
+def test_one_compile_per_shape_bucket(setup):
+    config, params, _, _ = setup
+    sp = SamplingParams(greedy=True, max_new_tokens=7)  # a key no other test uses
+    key = (1, 7, True)
+    decoding.TRACE_COUNTS[key] = 0
+    rng = np.random.default_rng(2)
+    # Batches 3 and 4 share the batch bucket 4; source lengths 9..16 share the bucket 16.
+    for batch, src_len in [(3, 9), (4, 11), (3, 16), (4, 13)]:
+        ids, mask, _ = random_batch(config, rng, batch=batch, src_len=src_len)
+        out = sample(config, params, ids, mask, jax.random.key(0), sp)
+        assert out.tokens.shape == (batch, 7)
+    assert decoding.TRACE_COUNTS[key] == 1
+    # Temperature and top-p are traced values: changing them reuses the sampling compile.
+    decoding.TRACE_COUNTS[(1, 7, False)] = 0
+    for t, p in [(0.5, 0.9), (1.3, 0.5)]:
+        ids, mask, _ = random_batch(config, rng, batch=2, src_len=12)
+        sample(config, params, ids, mask, jax.random.key(0),
+               SamplingParams(temperature=t, top_p=p, max_new_tokens=7))
+    assert decoding.TRACE_COUNTS[(1, 7, False)] == 1
+    # A longer source moves to the next bucket: one more compile.
+    ids, mask, _ = random_batch(config, rng, batch=3, src_len=17)
+    sample(config, params, ids, mask, jax.random.key(0), sp)
+    assert decoding.TRACE_COUNTS[key] == 2
+
+
+def test_bucket():
+    assert [decoding.bucket(n) for n in (1, 2, 3, 4, 5, 16, 17)] == [1, 2, 4, 4, 8, 16, 32]
+    assert decoding.bucket(3, minimum=16) == 16
+
+
+def test_bad_sampling_params():
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=0.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        SamplingParams(num_samples=0)
