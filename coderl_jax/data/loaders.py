@@ -48,6 +48,18 @@ HUB_PATHS = {"apps": "codeparrot/apps", "mbpp": "mbpp", "humaneval": "openai_hum
 HUB_DEFAULT_SPLITS = {"apps": "test", "mbpp": "test", "humaneval": "test"}
 
 
+def _parse_jsonl(path, parse: Callable[[dict, str], Problem]) -> list[Problem]:
+    """`parse(record, "FILE:LINE")` for every line of a JSONL file; errors name file and line."""
+    problems = []
+    for line, record in read_jsonl(path):
+        where = f"{path}:{line}"
+        try:
+            problems.append(parse(record, where))
+        except ValueError as e:
+            raise JsonlError(path, line, str(e).removeprefix(where + ": ")) from None
+    return problems
+
+
 # ------------------------------------------------------------------------------------ APPS
 def _apps_tests(io: Any, fn_name: str | None, where: str) -> tuple[Test, ...]:
     """Tests from an APPS `{"inputs": [...], "outputs": [...]}` object (None -> none)."""
@@ -151,14 +163,8 @@ def load_apps(path, example_tests=None) -> list[Problem]:
         if not problems:
             raise ValueError(f"{path}: no APPS problem folders (NNNN/question.txt) found")
         return problems
-    for line, record in read_jsonl(path):
-        where = f"{path}:{line}"
-        try:
-            problem = apps_problem(record, where, examples.get(str(record.get("problem_id"))))
-        except ValueError as e:
-            raise JsonlError(path, line, str(e).removeprefix(where + ": ")) from None
-        problems.append(problem)
-    return problems
+    return _parse_jsonl(path, lambda record, where: apps_problem(
+        record, where, examples.get(str(record.get("problem_id")))))
 
 
 def _apps_folder_problem(folder: pathlib.Path, examples: dict) -> Problem:
@@ -228,14 +234,7 @@ def load_mbpp(path) -> list[Problem]:
                 raise ValueError(f"{path}: item {i} is not an object")
             problems.append(mbpp_problem(record, f"{path}: item {i} (task {record.get('task_id')})"))
         return problems
-    problems = []
-    for line, record in read_jsonl(path):
-        where = f"{path}:{line}"
-        try:
-            problems.append(mbpp_problem(record, where))
-        except ValueError as e:
-            raise JsonlError(path, line, str(e).removeprefix(where + ": ")) from None
-    return problems
+    return _parse_jsonl(path, mbpp_problem)
 
 
 # ------------------------------------------------------------------------------- HumanEval
@@ -269,14 +268,7 @@ def humaneval_problem(record: dict, where: str) -> Problem:
 
 def load_humaneval(path=None) -> list[Problem]:
     path = path or default_humaneval_path()
-    problems = []
-    for line, record in read_jsonl(path):
-        where = f"{path}:{line}"
-        try:
-            problems.append(humaneval_problem(record, where))
-        except ValueError as e:
-            raise JsonlError(path, line, str(e).removeprefix(where + ": ")) from None
-    return problems
+    return _parse_jsonl(path, humaneval_problem)
 
 
 # ------------------------------------------------------------------------------------- hub
