@@ -70,6 +70,7 @@ def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:
     Our model dir (config.json + checkpoints/, see `checkpoints.save_model_dir`) is checked
     first; anything else goes to the Hugging Face loader (local dir or hub id).
     """
+    from coderl_jax.data.tokenizer import load_tokenizer
     from coderl_jax.models import hf
 
     if checkpoints.is_model_dir(spec):
@@ -78,7 +79,7 @@ def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:
         if step is not None:
             raise ValueError(f"--step applies to our checkpoint dirs only; {spec} is not one")
         config, params = hf.load_hf(spec)
-    tokenizer = hf.load_tokenizer(spec)
+    tokenizer = load_tokenizer(spec)
     return config, params, tokenizer
 
 

@@ -344,11 +344,3 @@ def export_hf(config: T5Config, params: dict, out_dir: str | os.PathLike,
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out_dir))
-
-
-def load_tokenizer(path_or_hub_id: str | os.PathLike):
-    """The transformers tokenizer stored beside the model (AutoTokenizer on the same dir)."""
-    from transformers import AutoTokenizer
-
-    model_dir = resolve_model_dir(path_or_hub_id)
-    return AutoTokenizer.from_pretrained(str(model_dir))
