@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from coderl_jax import checkpoints
+from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.decoding import SamplingParams, sample
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def generate_samples(
         depend on `batch_size`.
       batch_size: prompts per decode call (each batch is padded to this size, so all full and
         partial batches share one compile per source-length bucket).
-      max_source_length: prompts longer than this (in tokens) are truncated from the right,
+      max_source_length: prompts longer than this (in tokens) are shortened by
+        `prompts.truncate_prompt` (the statement is cut, the suffix and ANSWER marker kept),
         with a warning naming how many.
       on_batch: called after each batch with (prompt indices, their samples): progress bars,
         streaming output.
@@ -120,11 +122,20 @@ def generate_samples(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     n = sampling.num_samples
     rng = jax.random.key(seed)
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    truncated = sum(len(ids) > max_source_length for ids in encoded)
+    encoded, truncated = [], 0
+    for text in prompts:
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if len(ids) > max_source_length:
+            # Cutting the token ids at the end would drop the ANSWER marker (and the starter
+            # code / tests before it); shorten the statement instead.
+            truncated += 1
+            text = truncate_prompt(text, tokenizer, max_source_length)
+            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        encoded.append(ids)
     if truncated:
         log.warning(
-            "%d of %d prompts are longer than max_source_length=%d tokens and were truncated",
+            "%d of %d prompts are longer than max_source_length=%d tokens; their statements "
+            "were shortened (prompts.truncate_prompt keeps the end marker)",
             truncated, len(prompts), max_source_length,
         )
     results: list[list[str]] = []

@@ -145,3 +145,29 @@ def test_greedy_with_top_p_is_rejected(models, prompts_file, tmp_path, capsys):
     _, hf_dir, _ = models
     assert run(hf_dir, prompts_file, tmp_path / "o.jsonl", "--greedy", "--top-p", "0.5") == 2
     assert "--top-p" in capsys.readouterr().err
+
+
+def test_long_prompts_keep_their_answer_marker(models, monkeypatch):
+    """A prompt over max_source_length loses statement text, never its end marker."""
+    from coderl_jax import generation
+    from coderl_jax.decoding import SamplingParams
+
+    config, hf_dir, _ = models
+    _, params, tokenizer = generation.load_model(str(hf_dir))
+    long_prompt = "\nQUESTION:\n" + "x = 1\n" * 200 + "\nUse Standard Input format\nANSWER:\n"
+    seen = []
+    real_sample = generation.sample
+
+    def spy(config, params, input_ids, input_mask, *args, **kwargs):
+        seen.append((input_ids, input_mask))
+        return real_sample(config, params, input_ids, input_mask, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "sample", spy)
+    generation.generate_samples(config, params, tokenizer, [long_prompt],
+                                SamplingParams(greedy=True, max_new_tokens=2),
+                                max_source_length=48)
+    (ids, mask), = seen
+    kept = ids[0][: int(mask[0].sum())].tolist()
+    assert len(kept) <= 48
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    assert text.startswith("\nQUESTION:\n") and text.endswith("Use Standard Input format\nANSWER:\n")
