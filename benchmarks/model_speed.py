@@ -5,7 +5,9 @@
 For each config both frameworks get the same shapes (batch 8, source 256, target 128), fp32
 everywhere, random weights, and are timed in this one process:
 
-  train:  one optimizer step = forward + backward + AdamW update (dropout on, as in training).
+  train:  one optimizer step = forward + backward + AdamW update (dropout on, as in training;
+          ours draws its masks with the model's counter-hash `layers.dropout_bits`, PyTorch
+          with its Philox generator: same sites and rate).
           Ours: one `jax.jit` with the state donated. PyTorch: model(**batch).loss.backward();
           optimizer.step(); zero_grad(). tokens/s counts source + target tokens per step.
   sample: 8 prompts x 128 new tokens, temperature 0.6, top-p 0.95. Ours: `decoding.sample`

@@ -142,7 +142,12 @@ def _multi_device_checks():
     step8 = jax.jit(train_step, in_shardings=(shardings, opt_shardings, None),
                     out_shardings=(shardings, opt_shardings, None, None, shardings),
                     donate_argnums=(0, 1))
-    new8, _, loss8, logits8, grads8 = step8(params8, opt8, batch8)
+    # Traced with the mesh and rules active, so the model's activation constraints
+    # (`with_logical_constraint` on "batch", "heads", "mlp", ...) bind to mesh axes too.
+    with pt.activate(mesh):
+        lowered = step8.lower(params8, opt8, batch8)
+        new8, _, loss8, logits8, grads8 = step8(params8, opt8, batch8)
+    assert "sharding_constraint" in lowered.as_text(), "no activation constraint was bound"
 
     np.testing.assert_allclose(np.asarray(logits8), np.asarray(logits1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(float(loss8), float(loss1), rtol=1e-6)

@@ -74,13 +74,13 @@ def test_init_cache_layout_and_cross_attention_computed_once():
     encoded = _encode_fn(config)(params, ids, mask)
     cache = init_cache(config, params, 2, 6, encoded, mask)
     layer = cache["decoder"]["layers_1"]
-    assert layer["self_attention"]["cached_key"].shape == (2, 6, 4, 8)
+    assert layer["self_attention"]["cached_key"].shape == (2, 4, 6, 8)  # heads first
     assert not np.asarray(layer["self_attention"]["cached_value"]).any()
     assert int(cache["decoder"]["cache_index"]) == 0
     # Cross-attention K = encoded @ key kernel, stored once at cache creation.
     kernel = params["decoder"]["layers_1"]["encoder_decoder_attention"]["key"]["kernel"]
     np.testing.assert_allclose(np.asarray(layer["encoder_decoder_attention"]["cached_key"]),
-                               np.einsum("bse,ehd->bshd", encoded, kernel), atol=1e-5)
+                               np.einsum("bse,ehd->bhsd", encoded, kernel), atol=1e-5)
     # Decoding reads them from the cache: without the encoder output the logits are the same.
     full = forward_fn(config)(params, ids, dec, mask)
     steps, _ = _scan_decode_fn(config)(params, None, mask, cache, dec, np.ones(dec.shape, bool))

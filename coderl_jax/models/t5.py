@@ -13,8 +13,8 @@ Incremental decoding keeps every shape fixed, so a whole sampling loop can live 
                                tok[:, None], decode=True, method=T5.decode, mutable=["cache"])
     cache = vars["cache"]
 
-The cache holds, per decoder layer, the self-attention keys/values [batch, max_len, heads,
-d_kv] and the cross-attention keys/values [batch, src_len, heads, d_kv] (projected once
+The cache holds, per decoder layer, the self-attention keys/values [batch, heads, max_len,
+d_kv] and the cross-attention keys/values [batch, heads, src_len, d_kv] (projected once
 from `encoded` in `init_cache`); the decoder stack holds the write position `cache_index`
 (a scalar shared by the batch) and `key_valid` [batch, max_len], which decoder positions
 may be attended to. A decode step of length L writes positions [index, index + L); its
@@ -38,6 +38,7 @@ from coderl_jax.models.layers import (
     MASK_VALUE,
     DecoderLayer,
     DenseGeneral,
+    Dropout,
     EncoderLayer,
     RelativePositionBias,
     RMSNorm,
@@ -74,11 +75,11 @@ class Encoder(nn.Module):
         bias = RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(
             positions, positions)
         bias = bias + _mask_to_bias(input_mask[:, None, None, :].astype(bool))
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         for i in range(cfg.num_layers):
             x = EncoderLayer(cfg, name=f"layers_{i}")(x, bias, deterministic=deterministic)
         x = RMSNorm(cfg, name="encoder_norm")(x)
-        return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        return Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
 
 class Decoder(nn.Module):
@@ -121,13 +122,13 @@ class Decoder(nn.Module):
             query_positions, key_positions) + _mask_to_bias(allowed)
         cross_bias = _mask_to_bias(input_mask[:, None, None, :].astype(bool))
 
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         for i in range(cfg.decoder_layers):
             x = DecoderLayer(cfg, name=f"layers_{i}")(
                 x, encoded, self_bias, cross_bias, deterministic=deterministic,
                 decode=decode, cache_index=cache_index)
         x = RMSNorm(cfg, name="decoder_norm")(x)
-        return nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        return Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
 
 
 class T5(nn.Module):
@@ -270,8 +271,8 @@ def init_cache(config: T5Config, params: dict, batch: int, max_decode_length: in
     """An empty decoding cache for `max_decode_length` decoder positions.
 
     encoded [batch, src_len, d_model], input_mask [batch, src_len]. Returns the "cache"
-    collection: per layer self-attention K/V zeros [batch, max_len, heads, d_kv] and
-    cross-attention K/V [batch, src_len, heads, d_kv] computed from `encoded`; decoder
+    collection: per layer self-attention K/V zeros [batch, heads, max_len, d_kv] and
+    cross-attention K/V [batch, heads, src_len, d_kv] computed from `encoded`; decoder
     `cache_index` = 0 and `key_valid` [batch, max_len] all False.
     """
     if encoded.ndim != 3 or encoded.shape[0] != batch or encoded.shape[2] != config.d_model:

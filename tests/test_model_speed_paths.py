@@ -1,0 +1,97 @@
+"""The fast paths behind benchmarks/model_speed.py equal (or are statistically) the reference.
+
+- Dropout masks come from a counter-based hash (`layers.dropout_bits`) instead of threefry
+  bits per element: the bits must be uniform and independent enough that the drop rate and
+  the scaling are right, masks must vary with the key and be reproducible from it, and the
+  deterministic path must be the identity.
+- The KV cache is stored heads-first; tests/test_t5_cache.py proves cached == full forward.
+"""
+
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from model_utils import random_batch, tiny_config
+
+from coderl_jax.models.layers import Dropout, dropout_bits
+from coderl_jax.models.t5 import T5, init_params
+
+
+def _bits(seed, shape):
+    return np.asarray(jax.jit(dropout_bits, static_argnums=1)(jax.random.key(seed), shape))
+
+
+def test_dropout_bits_are_uniform_and_independent():
+    n = 1 << 20
+    u = _bits(0, (n,)).astype(np.float64) / 2.0 ** 32
+    # Mean and variance of U(0, 1), each within ~5 standard errors.
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert abs(u.var() - 1 / 12) < 5 * np.sqrt(1 / 180 / n)
+    # Each of the 16 equal bins holds 1/16 of the mass (chi-square, 15 dof; 99.99% < 45).
+    counts = np.bincount((u * 16).astype(int), minlength=16)
+    assert ((counts - n / 16) ** 2 / (n / 16)).sum() < 45
+    # Neighbouring counters (consecutive elements, and the same element one row apart) are
+    # uncorrelated.
+    for lag in (1, 2, 256):
+        corr = np.corrcoef(u[:-lag], u[lag:])[0, 1]
+        assert abs(corr) < 5 / np.sqrt(n), (lag, corr)
+    # Every bit position is a fair coin.
+    bits = _bits(0, (n,))
+    ones = np.array([((bits >> b) & 1).mean() for b in range(32)])
+    assert np.all(np.abs(ones - 0.5) < 5 * 0.5 / np.sqrt(n)), ones
+
+
+def test_dropout_bits_depend_on_the_key_only():
+    a, b = _bits(0, (64, 128)), _bits(0, (64, 128))
+    np.testing.assert_array_equal(a, b)
+    c = _bits(1, (64, 128))
+    # Two keys: masks agree on ~10% x 10% + 90% x 90% of elements at rate 0.1, not all.
+    threshold = np.uint32(round(0.1 * 2 ** 32))
+    agree = ((a < threshold) == (c < threshold)).mean()
+    assert 0.78 < agree < 0.86, agree
+    # Uncorrelated across keys as values, too.
+    assert abs(np.corrcoef(a.ravel().astype(float), c.ravel().astype(float))[0, 1]) < 0.05
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_rate_and_scaling(rate):
+    x = jnp.ones((256, 1024), jnp.float32)
+    y = np.asarray(Dropout(rate).apply({}, x, deterministic=False,
+                                       rngs={"dropout": jax.random.key(3)}))
+    dropped = (y == 0).mean()
+    assert abs(dropped - rate) < 5 * np.sqrt(rate * (1 - rate) / y.size), dropped
+    np.testing.assert_allclose(y[y != 0], 1 / (1 - rate), rtol=1e-6)
+    # Inverted dropout keeps the expectation.
+    assert abs(y.mean() - 1.0) < 5 * np.sqrt(rate / (1 - rate) / y.size)
+
+
+def test_dropout_deterministic_or_zero_rate_is_the_identity():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 7, 5)), jnp.float32)
+    out = Dropout(0.3).apply({}, x, deterministic=True)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(x))
+    out = Dropout(0.0).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(x))
+
+
+def test_model_dropout_varies_with_the_rng_and_not_in_eval():
+    config = tiny_config(dropout_rate=0.1)
+    params = init_params(config, jax.random.key(0))
+    ids, mask, dec = random_batch(config, np.random.default_rng(0), batch=2, src_len=9,
+                                  tgt_len=6)
+    model = T5(config)
+
+    def run(rng=None):
+        if rng is None:
+            return np.asarray(model.apply({"params": params}, ids, dec, mask))
+        return np.asarray(model.apply({"params": params}, ids, dec, mask, deterministic=False,
+                                      rngs={"dropout": rng}))
+
+    np.testing.assert_array_equal(run(), run())
+    a, b = run(jax.random.key(1)), run(jax.random.key(2))
+    np.testing.assert_array_equal(a, run(jax.random.key(1)))
+    assert not np.allclose(a, b) and not np.allclose(a, run())
