@@ -255,9 +255,10 @@ def activate(mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Iterator[None]:
     """Make `mesh` and `rules` current, so `nn.with_logical_constraint` in the model binds.
 
     Outside this context the model's activation constraints are no-ops and shardings come
-    from the jit boundary alone. Note: flax's `DenseGeneral` with a multi-dimensional
-    `features` unboxes its logically-partitioned kernel at a flattened shape, which fails
-    under an active mesh; modules built that way must create their kernels at full rank.
+    from the jit boundary alone. (Why the model has its own `layers.DenseGeneral`: flax's,
+    with a multi-dimensional `features`, builds its logically-partitioned kernel at a
+    flattened shape, which fails under an active mesh; ours creates kernels at full rank,
+    and tests/test_partitioning.py runs the sharded model inside this context.)
     """
     with jax.set_mesh(mesh), nn.logical_axis_rules(tuple(rules)):
         yield
