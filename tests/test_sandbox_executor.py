@@ -137,9 +137,105 @@ def test_assert_modes():
     assert [t["mode"] for t in part_a["inputs"]] == ["value", "value", "truth", "truth",
                                                       "value", "exec"]
     # The expected side of split asserts never goes to the child.
-    assert [t["src"] for t in part_a["inputs"][:3]] == ["f(1)", "f(2)", "f(3)"]
-    assert part_b["expected"][:4] == ["[1, (2,)]", "3", False, True]
+    assert [t["src"] for t in part_a["inputs"][:3]] == ["(f(1))", "(f(2))", "(f(3))"]
+    assert part_b["expected"][:4] == ["([1, (2,)])", "(3)", False, True]
     assert "{1}" not in str(part_a)
+
+
+TRICKY_ASSERTS = [
+    "assert f(1) == [1, (2,)]", "assert 3 == f(2)", "assert not f(3)", "assert f(4)",
+    "assert (f(1)) == (2)", "assert f((1, 2)) == (1,)", "assert f('é', 'x') == 'éx'",
+    "assert f(1,\n   2) == ('a'\n  'b')", "assert f(1) == \\\n  -1",
+    "assert (y := f(2)) == 3", "assert f(x for x in 'ab') == {'a': [1]}",
+    "assert not (f(1) or g)", "assert f.attr[0]", "  assert  f( 1 )  ==  2  # note",
+]
+
+
+@pytest.mark.parametrize("source", TRICKY_ASSERTS)
+def test_split_assert_source_equals_unparse(source):
+    _check_split_assert(source)
+
+
+def test_split_assert_source_equals_unparse_on_mbpp(shared_data):
+    from coderl_jax.data import loaders
+
+    for problem in loaders.load_problems("mbpp", shared_data / "mbpp" / "mbpp.jsonl"):
+        for case in problem.hidden_tests:
+            _check_split_assert(case.input)
+
+
+def _check_split_assert(source):
+    """The text sent for each side is the expression `ast.unparse` gives (the reference)."""
+    import ast
+
+    from coderl_jax.sandbox.executor import _split_assert
+
+    mode, src, want = _split_assert(source.strip())
+    if mode == "exec":
+        return
+    test = ast.parse(source.strip()).body[0].test
+    if mode == "truth":
+        node = test.operand if isinstance(test, ast.UnaryOp) else test
+        nodes = [node]
+    else:
+        nodes = [test.left, test.comparators[0]]
+        if not _is_literal(nodes[1]):  # `assert LITERAL == EXPR`
+            nodes.reverse()
+        assert ast.literal_eval(want) == ast.literal_eval(ast.unparse(nodes[1]))
+        assert ast.dump(ast.parse(want, mode="eval").body) == ast.dump(
+            ast.parse(ast.unparse(nodes[1]), mode="eval").body)
+    assert ast.dump(ast.parse(src, mode="eval").body) == ast.dump(
+        ast.parse(ast.unparse(nodes[0]), mode="eval").body)
+
+
+def _is_literal(node):
+    import ast
+
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def test_program_environment_is_minimal(executor):
+    # Worker-only settings (LD_BIND_NOW, PYTHONPATH) and the caller's variables never reach
+    # programs.
+    problem = Problem("env", "", hidden_tests=(Case("assert", "assert f() == []"),))
+    code = ("import os\nKEEP = {'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', "
+            "'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'}\n"
+            "def f():\n    return sorted(set(os.environ) - KEEP)\n")
+    verdict = run1(executor, problem, code)
+    assert verdict.passed, verdict
+
+
+def test_private_tmp_is_emptied_between_programs():
+    # What one program leaves in the private /tmp, /var/tmp, /dev/shm is gone for the next
+    # (the worker skips the listing only when the tmpfs inode count proves it empty).
+    with Executor(1, timeout=5.0) as ex:
+        if ex.isolation.get("mount_namespace") is not True:
+            pytest.skip("no private /tmp here (needs root and mount namespaces)")
+        writer = Problem("w", "", hidden_tests=(Case("assert", "assert f() == 1"),))
+        litter = (
+            "import os\ndef f():\n"
+            "    for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+            "        if not os.path.isdir(d):\n            continue\n"
+            "        os.makedirs(d + '/a/b', exist_ok=True)\n"
+            "        open(d + '/a/b/f', 'w').write('x')\n"
+            "        open(d + '/g', 'w').write('x')\n"
+            "        os.link(d + '/g', d + '/h')\n"
+            "        os.symlink('/etc/passwd', d + '/s')\n"
+            "        os.mkfifo(d + '/p')\n"
+            "    return 1\n")
+        reader = Problem("r", "", hidden_tests=(Case("assert", "assert f() == []"),))
+        look = ("import os\ndef f():\n"
+                "    return [(d, os.listdir(d)) for d in ('/tmp', '/var/tmp', '/dev/shm')\n"
+                "            if os.path.isdir(d) and os.listdir(d)]\n")
+        for _ in range(2):
+            assert run1(ex, writer, litter).passed
+            verdict = run1(ex, reader, look)
+            assert verdict.passed, verdict
+            assert run1(ex, reader, look).passed  # and when nothing was written
 
 
 def test_humaneval_style_check(executor):

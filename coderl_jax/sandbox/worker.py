@@ -51,6 +51,14 @@ from coderl_jax.sandbox import compare, isolation, runner
 PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string")
 
 KILL_GRACE_SECONDS = 0.5  # wall-clock slack over the in-child alarm before a hard kill
+# After the fork the worker first waits up to this long for the child to exit, and only then
+# reads part B and the reports. Every page the worker writes while the child lives is a
+# copy-on-write copy (page allocation, copy, TLB flush), and every report line would be a
+# wake-up; most programs end within this time, after which the same writes only re-own the
+# worker's pages (measured: ~0.3 ms less worker CPU per MBPP program). Nothing is lost by
+# waiting: reports stay in the pipe (a child that fills it blocks until the loop below
+# reads it), and the limits and the stop at a first failure move by at most this much.
+SETTLE_SECONDS = 0.005
 READ_CHUNK = 1 << 16
 
 SIGNAL_ERRORS = {
@@ -254,6 +262,10 @@ def run_job(iso: isolation.Isolation, part_a: dict, job_fd: int) -> dict:
     nonce = os.urandom(16).hex()
     scratch = iso.new_scratch()
     read_fd, write_fd = os.pipe()
+    # Built before the fork: what the worker allocates while the child lives costs copies.
+    judge = _Judge(part_a["kind"], n_tests, nonce, bool(part_a["stop_early"]))
+    buffer = bytearray()  # bytes after the last complete line (amortized appends: the
+    # stdout of a stdin/stdout test can be megabytes long)
     pid = os.fork()
     if pid == 0:  # ------------------------------------------------------------- child
         try:
@@ -270,14 +282,12 @@ def run_job(iso: isolation.Isolation, part_a: dict, job_fd: int) -> dict:
             os._exit(0)
     # ------------------------------------------------------------------------- worker
     os.close(write_fd)
-    judge = _Judge(part_a["kind"], n_tests, nonce, bool(part_a["stop_early"]))
     start = last = time.monotonic()
     killed_for = None
     status = None
-    buffer = bytearray()  # bytes after the last complete line (amortized appends: the
-    # stdout of a stdin/stdout test can be megabytes long)
     pidfd = os.pidfd_open(pid)
     try:
+        select.select([pidfd], [], [], min(SETTLE_SECONDS, program_timeout))
         judge.set_expected(read_message(job_fd))
         part_a["_part_b_read"] = True
         os.set_blocking(read_fd, False)
