@@ -18,6 +18,7 @@ from coderl_jax import outcomes
 from coderl_jax.data.problem import Problem
 from coderl_jax.data.problem import Test as Case
 from coderl_jax.sandbox import Executor
+from sandbox_utils import live_processes_of
 
 TIMEOUT = 0.5
 # Worst case for a program that evades the in-child alarm: killed after 2 * timeout + 0.5 s
@@ -131,20 +132,6 @@ def executor(data_dir):
         os.environ.pop("CODERL_ADV_SECRET")
 
 
-def _processes_of(uids) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
-                    with open(f"/proc/{name}/stat") as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            found.append(int(name))
-            except OSError:
-                pass
-    return found
-
-
 @pytest.fixture(scope="module")
 def sentinel():
     path = f"/tmp/{MARK}_sentinel"
@@ -169,7 +156,7 @@ def test_attack_is_not_a_pass(executor, sentinel, kind, attack):
     assert verdict.reward < 0
     assert elapsed < WALL_LIMIT, (elapsed, verdict)
     if executor.sandbox_uids:
-        assert _processes_of(set(executor.sandbox_uids)) == []
+        assert live_processes_of(set(executor.sandbox_uids)) == []
     for path in (f"/tmp/{MARK}", f"/var/tmp/{MARK}", f"/dev/shm/{MARK}", f"/work/{MARK}",
                  f"/{MARK}", os.path.expanduser(f"~/{MARK}")):
         assert not os.path.exists(path), path

@@ -10,6 +10,7 @@ from coderl_jax.data.problem import Problem
 from coderl_jax.data.problem import Test as Case
 from coderl_jax.sandbox import Executor, Verdict
 from coderl_jax.sandbox.executor import build_job
+from sandbox_utils import live_processes_of
 
 STDIO = Problem("io", "add two numbers", hidden_tests=(
     Case("stdio", "1 2\n", "3\n"), Case("stdio", "5 5\n", "10\n"), Case("stdio", "0 0\n", "0\n")),
@@ -290,20 +291,6 @@ def test_closed_executor_rejects_work():
         ex.submit(CALL, ADD_FN)
 
 
-def _alive_with_uid(uids) -> list[int]:
-    alive = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid in uids:
-                    with open(f"/proc/{name}/stat") as f:
-                        if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                            alive.append(int(name))
-            except OSError:
-                pass
-    return alive
-
-
 def test_a_dead_worker_is_an_internal_error_and_is_replaced():
     import signal
     import time
@@ -317,9 +304,9 @@ def test_a_dead_worker_is_an_internal_error_and_is_replaced():
         assert run1(ex, STDIO, ADD_STDIO).passed  # a fresh worker took over
         if ex.sandbox_uids:
             deadline = time.monotonic() + 5
-            while _alive_with_uid(set(ex.sandbox_uids)) and time.monotonic() < deadline:
+            while live_processes_of(set(ex.sandbox_uids)) and time.monotonic() < deadline:
                 time.sleep(0.05)  # the orphaned program dies with its PID namespace
-            assert _alive_with_uid(set(ex.sandbox_uids)) == []
+            assert live_processes_of(set(ex.sandbox_uids)) == []
 
 
 def test_close_leaves_nothing_running():
@@ -333,7 +320,7 @@ def test_close_leaves_nothing_running():
     assert all(f.done() and not f.result().passed for f in futures)
     assert all(p.poll() is not None for p in workers)
     if uids:
-        assert _alive_with_uid(uids) == []
+        assert live_processes_of(uids) == []
 
 
 def test_bad_arguments_fail_early(executor):
