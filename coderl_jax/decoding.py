@@ -65,21 +65,30 @@ def _nucleus_threshold_bisect(probs: jax.Array, top_p: jax.Array) -> jax.Array:
     """tau* per row by binary search over float32 bit patterns: probs [rows, vocab] -> [rows].
 
     For non-negative float32s the int32 bit pattern is ordered like the value, and tau* is
-    one of the probabilities, so 31 halvings of [0, bits(max p)] find it exactly, each one
-    masked sum over the vocabulary.
+    one of the probabilities, so halving [bits(min p), bits(max p)] finds it exactly, each
+    halving one masked sum over the vocabulary. Starting at the smallest probability rather
+    than 0 changes no mask (every token has p >= min p) and saves a few halvings; the loop
+    stops as soon as every row's interval is down to one bit pattern. Each pass reads only
+    the bit patterns (the probability is their bitcast), not a second copy of the row.
     """
     bits = jax.lax.bitcast_convert_type(probs, jnp.int32)
 
-    def halve(_, bounds):
-        # Invariant: lo is accepted (or 0: keep everything), hi is rejected or out of range.
+    def unfinished(bounds):
+        lo, hi = bounds
+        return jnp.any(hi - lo > 1)
+
+    def halve(bounds):
+        # Invariant: lo is accepted (or the row's smallest probability: keep everything),
+        # hi is rejected or out of range.
         lo, hi = bounds
         mid = lo + (hi - lo) // 2
-        mass = jnp.sum(jnp.where(bits >= mid[:, None], probs, 0.0), axis=-1)
-        ok = mass >= top_p
+        kept = jnp.where(bits >= mid[:, None], jax.lax.bitcast_convert_type(bits, jnp.float32),
+                         0.0)
+        ok = jnp.sum(kept, axis=-1) >= top_p
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
-    lo = jnp.zeros(bits.shape[:1], jnp.int32)
-    lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, jnp.max(bits, axis=-1) + 1))
+    bounds = (jnp.min(bits, axis=-1), jnp.max(bits, axis=-1) + 1)
+    lo, _ = jax.lax.while_loop(unfinished, halve, bounds)
     return jax.lax.bitcast_convert_type(lo, jnp.float32)
 
 

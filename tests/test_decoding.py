@@ -127,6 +127,41 @@ def test_top_p_fast_path_equals_exact_search():
             assert probs[:n].sum() >= p - 1e-5 and probs[: n - 1].sum() < p + 1e-5
 
 
+def _reference_bisect(probs, top_p):
+    """The original search: 32 halvings of [0, bits(max p) + 1], reading probs and bits."""
+    bits = jax.lax.bitcast_convert_type(probs, jnp.int32)
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        ok = jnp.sum(jnp.where(bits >= mid[:, None], probs, 0.0), axis=-1) >= top_p
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo = jnp.zeros(bits.shape[:1], jnp.int32)
+    lo, _ = jax.lax.fori_loop(0, 32, halve, (lo, jnp.max(bits, axis=-1) + 1))
+    return jax.lax.bitcast_convert_type(lo, jnp.float32)
+
+
+def test_nucleus_bisect_equals_reference_search():
+    # The early-stopping search from the smallest probability keeps exactly the tokens the
+    # fixed 32-halving search from 0 keeps (same threshold unless it keeps every token),
+    # for flat, peaked, tied and underflowing rows.
+    rng = np.random.default_rng(1)
+    scale = np.array([0.2, 1.0, 1.67, 4.0, 8.0, 15.0, 60.0, 0.0])[:, None]
+    logits = rng.normal(size=(8, 32100)) * scale
+    logits[6, :5] = 40.0  # ties at the top, the rest underflows to 0
+    probs = jnp.exp(jax.nn.log_softmax(jnp.asarray(logits, jnp.float32)))
+    new = jax.jit(decoding._nucleus_threshold_bisect)
+    ref = jax.jit(_reference_bisect)
+    for p in (0.1, 0.5, 0.9, 0.95, 0.999, 0.9999999):
+        a = np.asarray(new(probs, jnp.float32(p)))
+        b = np.asarray(ref(probs, jnp.float32(p)))
+        pr = np.asarray(probs)
+        np.testing.assert_array_equal(pr >= a[:, None], pr >= b[:, None])
+        same_tau = (a == b) | (pr >= b[:, None]).all(-1)
+        assert same_tau.all(), (p, a, b)
+
+
 def test_sample_categorical_matches_the_distribution():
     # 300 entries span three 128-token CDF blocks; some are excluded (-inf).
     rng = np.random.default_rng(0)
