@@ -12,7 +12,6 @@ setup(
         "coderl_jax.models",
         "coderl_jax.data",
         "coderl_jax.sandbox",
-        "coderl_jax.rl",
         "coderl_jax.train",
         "coderl_jax.eval",
     ],

@@ -1,1 +1,0 @@
-"""Returns, baselines, token values, losses and the online learner loop."""
