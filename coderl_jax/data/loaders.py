@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 
 from coderl_jax.data.example_tests import extract_example_tests
 from coderl_jax.data.jsonl import JsonlError, read_jsonl, require
-from coderl_jax.data.problem import Problem, Test
+from coderl_jax.data.problem import Problem, Test, stdio_text
 
 HUB_PATHS = {"apps": "codeparrot/apps", "mbpp": "mbpp", "humaneval": "openai_humaneval"}
 HUB_DEFAULT_SPLITS = {"apps": "test", "mbpp": "test", "humaneval": "test"}
@@ -74,13 +74,7 @@ def _apps_tests(io: Any, fn_name: str | None, where: str) -> tuple[Test, ...]:
     if fn_name:
         return tuple(Test("call", list(i) if isinstance(i, list) else [i], o)
                      for i, o in zip(inputs, outputs))
-    return tuple(Test("stdio", _lines(i), _lines(o)) for i, o in zip(inputs, outputs))
-
-
-def _lines(value: Any) -> str:
-    if isinstance(value, list):
-        return "\n".join(str(v) for v in value)
-    return value if isinstance(value, str) else str(value)
+    return tuple(Test("stdio", stdio_text(i), stdio_text(o)) for i, o in zip(inputs, outputs))
 
 
 def _json_field(value: Any, where: str, field: str):

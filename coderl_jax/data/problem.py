@@ -18,6 +18,13 @@ from typing import Any
 TEST_KINDS: tuple[str, ...] = ("stdio", "call", "assert")
 
 
+def stdio_text(value: Any) -> str:
+    """A stdin/stdout test value as text: APPS stores some as lists of lines (joined here)."""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return value if isinstance(value, str) else str(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Test:
     """One unit test of a problem (see TEST_KINDS for what `input`/`expected` hold)."""

@@ -31,7 +31,7 @@ import threading
 from typing import Sequence
 
 from coderl_jax import outcomes
-from coderl_jax.data.problem import Problem, Test
+from coderl_jax.data.problem import Problem, Test, stdio_text
 
 # Jobs kept in a worker's pipe at once, and the largest job that may wait behind another
 # (well under the 64 KiB pipe buffer, see Executor._serve).
@@ -118,13 +118,6 @@ def _expr_source(source: str, node: ast.expr) -> str:
     return ast.unparse(node) if segment is None else "(" + segment + ")"
 
 
-def _text(value) -> str:
-    # APPS stores some stdin inputs / expected outputs as lists of lines.
-    if isinstance(value, list):
-        return "\n".join(str(v) for v in value)
-    return value if isinstance(value, str) else str(value)
-
-
 def build_job(problem: Problem, tests: Sequence[Test]) -> tuple[dict, dict]:
     """(part A for the child: inputs only; part B for the worker: expected outputs)."""
     kinds = {t.kind for t in tests}
@@ -132,8 +125,8 @@ def build_job(problem: Problem, tests: Sequence[Test]) -> tuple[dict, dict]:
         raise ValueError(f"problem {problem.task_id}: tests mix kinds {sorted(kinds)}")
     (kind,) = kinds
     if kind == "stdio":
-        inputs = [_text(t.input) for t in tests]
-        expected = [_text(t.expected) for t in tests]
+        inputs = [stdio_text(t.input) for t in tests]
+        expected = [stdio_text(t.expected) for t in tests]
         modes = ["stdout"] * len(tests)
     elif kind == "call":
         if not problem.fn_name:
