@@ -21,11 +21,12 @@ sandbox and metrics give for correct programs on the same problems (100% by cons
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +52,13 @@ class DemoConfig:
     workers: int | None = None
 
 
-def _stage(log: Callable[[str], None], name: str):
-    """A context manager that logs a stage's name and wall time."""
-
-    class _Timer:
-        def __enter__(self):
-            self.start = time.monotonic()
-            log(f"[demo] {name} ...")
-
-        def __exit__(self, *exc):
-            if exc[0] is None:
-                log(f"[demo] {name}: done in {time.monotonic() - self.start:.1f} s")
-
-    return _Timer()
+@contextlib.contextmanager
+def _stage(log: Callable[[str], None], name: str) -> Iterator[None]:
+    """Logs a stage's name, then its wall time when it finishes."""
+    start = time.monotonic()
+    log(f"[demo] {name} ...")
+    yield
+    log(f"[demo] {name}: done in {time.monotonic() - start:.1f} s")
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
