@@ -9,7 +9,7 @@ saves its whole state as items and resumes from `latest_step()`; evaluation rest
 A *model dir* written by us (`save_model_dir`) is::
 
     MODEL_DIR/config.json          T5Config.to_json(path): our fields, not the HF format
-    MODEL_DIR/tokenizer*.json ...  tokenizer.save_pretrained(MODEL_DIR) (optional)
+    MODEL_DIR/tokenizer*.json ...  data.tokenizer.save_tokenizer(MODEL_DIR) (optional)
     MODEL_DIR/checkpoints/<step>/  orbax checkpoint with at least the "params" item
 
 so `coderl generate --model MODEL_DIR` works on it like on a Hugging Face directory.
@@ -208,13 +208,16 @@ def save_model_dir(
     Args:
       config: a `T5Config` (written with its `to_json(path)`).
       params: the model params pytree (may be sharded; orbax writes each shard once).
-      tokenizer: optional transformers tokenizer, saved with `save_pretrained`.
+      tokenizer: optional transformers tokenizer, saved with
+        `coderl_jax.data.tokenizer.save_tokenizer` (readable by transformers 4 and 5).
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config.to_json(out_dir / CONFIG_FILE)
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(out_dir))
+        from coderl_jax.data.tokenizer import save_tokenizer
+
+        save_tokenizer(tokenizer, out_dir)
     with CheckpointStore(out_dir / CHECKPOINT_SUBDIR) as store:
         store.save(step, {PARAMS_ITEM: params}, metadata=metadata)
     return out_dir

@@ -47,6 +47,42 @@ def test_saved_in_hf_format(saved_dir):
     assert special["additional_special_tokens"][:2] == ["<extra_id_0>", "<extra_id_1>"]
 
 
+def test_model_folders_get_the_same_portable_tokenizer_files(loaded, tmp_path):
+    # save_model_dir and export_hf write the tokenizer through save_tokenizer: the class is
+    # one transformers 4 knows and the legacy special_tokens_map.json is there.
+    from coderl_jax import checkpoints
+    from coderl_jax.models import hf
+    from coderl_jax.models.config import T5Config
+    from coderl_jax.models.t5 import init_params
+    import jax
+
+    config = T5Config(vocab_size=VOCAB_SIZE, d_model=16, d_kv=4, d_ff=32, num_layers=1,
+                      num_heads=4)
+    params = init_params(config, jax.random.key(0))
+    ours = checkpoints.save_model_dir(tmp_path / "ours", config, params, tokenizer=loaded)
+    hf.export_hf(config, params, tmp_path / "hf", tokenizer=loaded)
+    for folder in (ours, tmp_path / "hf"):
+        tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+        assert tok_config["tokenizer_class"] == "PreTrainedTokenizerFast"
+        special = json.loads((folder / "special_tokens_map.json").read_text())
+        assert special["eos_token"] == "</s>"
+        assert special["additional_special_tokens"][0] == "<extra_id_0>"
+
+
+def test_a_specific_tokenizer_class_is_kept(loaded, tmp_path):
+    loaded.save_pretrained(str(tmp_path / "raw"))
+    path = tmp_path / "raw" / "tokenizer_config.json"
+    tok_config = json.loads(path.read_text())
+    tok_config["tokenizer_class"] = "RobertaTokenizer"  # as in CodeT5's released folders
+    path.write_text(json.dumps(tok_config))
+    from transformers import AutoTokenizer
+
+    roberta = AutoTokenizer.from_pretrained(str(tmp_path / "raw"))
+    out = T.save_tokenizer(roberta, tmp_path / "out")
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] in (
+        "RobertaTokenizer", "RobertaTokenizerFast")
+
+
 def test_reloaded_by_transformers_with_documented_ids(loaded):
     assert len(loaded) == VOCAB_SIZE
     assert (loaded.pad_token_id, loaded.bos_token_id, loaded.eos_token_id) == (0, 1, 2)

@@ -195,18 +195,25 @@ def sentinel_ids(tokenizer, num_sentinels: int = NUM_SENTINELS) -> list[int]:
 
 
 def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> pathlib.Path:
-    """Write `tokenizer` in Hugging Face format to `out_dir` (created if needed)."""
+    """Write any transformers tokenizer in Hugging Face format to `out_dir` (created if
+    needed), readable by transformers 4 as well as 5.
+
+    Every place that writes a tokenizer beside a model (`checkpoints.save_model_dir`,
+    `models.hf.export_hf`) goes through here, so their folders load the same way.
+    """
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out))
-    # transformers 5 names the class "TokenizersBackend", which transformers 4 does not
-    # know; "PreTrainedTokenizerFast" loads the same tokenizer.json in both.
+    # transformers 5 names its generic fast class "TokenizersBackend", which transformers 4
+    # does not know; "PreTrainedTokenizerFast" loads the same tokenizer.json in both. A
+    # specific class (e.g. CodeT5's "RobertaTokenizer") is kept as it is.
     config_path = out / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    config_path.write_text(
-        json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    if config.get("tokenizer_class") in (None, "TokenizersBackend"):
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_path.write_text(
+            json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     # transformers 5 keeps the special tokens in tokenizer_config.json only; transformers 4
     # (and other readers of HF folders) still look for the legacy special_tokens_map.json.
     special_map = dict(tokenizer.special_tokens_map)
@@ -214,7 +221,9 @@ def save_tokenizer(tokenizer, out_dir: str | os.PathLike) -> pathlib.Path:
     with open(out / "special_tokens_map.json", "w", encoding="utf-8") as f:
         json.dump(special_map, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    missing = [name for name in HF_TOKENIZER_FILES if not (out / name).is_file()]
+    needed = HF_TOKENIZER_FILES if getattr(tokenizer, "is_fast", False) else (
+        "tokenizer_config.json", "special_tokens_map.json")  # slow ones keep vocab files
+    missing = [name for name in needed if not (out / name).is_file()]
     if missing:
         raise RuntimeError(f"save_pretrained did not write {missing} into {out}")
     return out

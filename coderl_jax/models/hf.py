@@ -343,4 +343,6 @@ def export_hf(config: T5Config, params: dict, out_dir: str | os.PathLike,
     # transformers refuses safetensors files without a framework tag.
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(out_dir))
+        from coderl_jax.data.tokenizer import save_tokenizer
+
+        save_tokenizer(tokenizer, out_dir)
