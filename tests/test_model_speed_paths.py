@@ -5,6 +5,9 @@
   the scaling are right, masks must vary with the key and be reproducible from it, and the
   deterministic path must be the identity.
 - The KV cache is stored heads-first; tests/test_t5_cache.py proves cached == full forward.
+- Every projection (and the tied LM head) goes through `layers.contract`, whose custom
+  backward pass transposes an operand explicitly: its gradients equal autodiff of the plain
+  dot_general, for each branch and dtype.
 """
 
 import pathlib
@@ -18,7 +21,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from model_utils import random_batch, tiny_config
 
-from coderl_jax.models.layers import Dropout, dropout_bits
+from coderl_jax.models.layers import Dropout, contract, dropout_bits
 from coderl_jax.models.t5 import T5, init_params
 
 
@@ -95,3 +98,38 @@ def test_model_dropout_varies_with_the_rng_and_not_in_eval():
     a, b = run(jax.random.key(1)), run(jax.random.key(2))
     np.testing.assert_array_equal(a, run(jax.random.key(1)))
     assert not np.allclose(a, b) and not np.allclose(a, run())
+
+
+@pytest.mark.parametrize("x_shape,k_shape,num_in", [
+    ((3, 5, 8), (8, 16), 1),         # x smaller than the cotangent: x is transposed
+    ((3, 5, 16), (16, 4), 1),        # cotangent smaller: (g^T x)^T
+    ((2, 7, 4, 6), (4, 6, 10), 2),   # two contracted axes (the attention out-projection)
+    ((2, 3, 12), (12, 4, 5), 1),     # two feature axes (query/key/value)
+])
+@pytest.mark.parametrize("dtype,float32_output", [
+    (jnp.float32, False), (jnp.bfloat16, False), (jnp.bfloat16, True)])
+def test_contract_gradients_equal_autodiff(x_shape, k_shape, num_in, dtype, float32_output):
+    kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, x_shape).astype(dtype)
+    kernel = jax.random.normal(kk, k_shape).astype(dtype)
+    dims = ((tuple(range(len(x_shape) - num_in, len(x_shape))), tuple(range(num_in))),
+            ((), ()))
+
+    def reference(x, kernel):
+        return jax.lax.dot_general(x, kernel, dims, preferred_element_type=(
+            jnp.float32 if float32_output else None))
+
+    def ours(x, kernel):
+        return contract(x, kernel, num_in, float32_output)
+
+    out = reference(x, kernel)
+    np.testing.assert_array_equal(np.asarray(ours(x, kernel), np.float32),
+                                  np.asarray(out, np.float32))
+    g = jax.random.normal(kg, out.shape).astype(out.dtype)
+    want = jax.vjp(reference, x, kernel)[1](g)
+    got = jax.jit(lambda x, k, g: jax.vjp(ours, x, k)[1](g))(x, kernel, g)
+    tol = 1e-5 if dtype == jnp.float32 else 2e-2
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=tol, atol=tol)

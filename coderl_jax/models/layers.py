@@ -186,6 +186,53 @@ class RMSNorm(nn.Module):
         return (y * jnp.asarray(scale, jnp.float32)).astype(_dtype(cfg.dtype))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def contract(x: jax.Array, kernel: jax.Array, num_in: int = 1,
+             float32_output: bool = False) -> jax.Array:
+    """x [*batch, *in] . kernel [*in, *features] -> [*batch, *features], a matmul whose
+    backward pass is laid out for XLA's CPU matmul library (see `_contract_bwd`).
+
+    float32_output: accumulate and return float32 whatever the input dtype (logits).
+    Gradients come back in the dtype of x and kernel.
+    """
+    return jax.lax.dot_general(
+        x, kernel, ((tuple(range(x.ndim - num_in, x.ndim)), tuple(range(num_in))), ((), ())),
+        preferred_element_type=jnp.float32 if float32_output else None)
+
+
+def _contract_fwd(x, kernel, num_in, float32_output):
+    return contract(x, kernel, num_in, float32_output), (x, kernel)
+
+
+def _contract_bwd(num_in, float32_output, residuals, g):
+    x, kernel = residuals
+    g = g.astype(x.dtype)
+    nb = x.ndim - num_in  # batch dims
+    nf = kernel.ndim - num_in  # feature dims
+    # dx = g . kernel^T over the feature dims: [*batch, *features] x [*in, *features].
+    dx = jax.lax.dot_general(
+        g, kernel, ((tuple(range(nb, g.ndim)), tuple(range(num_in, kernel.ndim))), ((), ())))
+    # dkernel = x^T . g over the batch dims: both operands contract their leading axes,
+    # a form XLA's CPU matmul library does not take directly. Left to itself XLA folds any
+    # transpose into the dot and copies g into a transposed layout for a generic (slower)
+    # dot. Instead transpose the smaller of x and g explicitly (an optimization barrier keeps
+    # it) so that the product is a plain [m, k] x [k, n] matmul.
+    batch = tuple(range(nb))
+    if x.size <= g.size:
+        x_t = jax.lax.optimization_barrier(jnp.transpose(x, tuple(range(nb, x.ndim)) + batch))
+        dk = jax.lax.dot_general(
+            x_t, g, ((tuple(range(num_in, x_t.ndim)), batch), ((), ())))
+    else:  # (g^T . x)^T: transposes g and then the kernel-sized result
+        g_t = jax.lax.optimization_barrier(jnp.transpose(g, tuple(range(nb, g.ndim)) + batch))
+        dk_t = jax.lax.dot_general(
+            g_t, x, ((tuple(range(nf, g_t.ndim)), batch), ((), ())))  # [*features, *in]
+        dk = jnp.transpose(dk_t, tuple(range(nf, nf + num_in)) + tuple(range(nf)))
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+contract.defvjp(_contract_fwd, _contract_bwd)
+
+
 class DenseGeneral(nn.Module):
     """A bias-free linear map over the trailing `num_in` axes, with a named, unflattened kernel.
 
@@ -212,13 +259,9 @@ class DenseGeneral(nn.Module):
                              f"axis names, got {self.kernel_axes}")
         kernel = self.param("kernel", _partitioned(_normal(self.stddev), self.kernel_axes),
                             kernel_shape, _dtype(self.param_dtype))
-        contract_x = tuple(range(x.ndim - self.num_in, x.ndim))
-        contract_k = tuple(range(self.num_in))
         dtype = _dtype(self.dtype)
-        return jax.lax.dot_general(
-            jnp.asarray(x, dtype), jnp.asarray(kernel, dtype),
-            ((contract_x, contract_k), ((), ())),
-            preferred_element_type=jnp.float32 if self.float32_output else None)
+        return contract(jnp.asarray(x, dtype), jnp.asarray(kernel, dtype), self.num_in,
+                        self.float32_output)
 
 
 def _dense(features, num_in, names, stddev, cfg: T5Config, name: str) -> DenseGeneral:

@@ -43,6 +43,7 @@ from coderl_jax.models.layers import (
     RelativePositionBias,
     RMSNorm,
     constrain,
+    contract,
 )
 
 
@@ -198,8 +199,9 @@ class T5(nn.Module):
             # v1.0 rescales before reusing the embedding as the output projection.
             scaled = hidden * jnp.asarray(cfg.d_model ** -0.5, hidden.dtype)
             embedding = jnp.asarray(self.token_embedder.embedding, hidden.dtype)
-            logits = jnp.einsum("ble,ve->blv", scaled, embedding,
-                                preferred_element_type=jnp.float32)
+            # [b, l, e] . [e, v]: the transpose folds into the forward matmul; `contract`
+            # lays out the embedding gradient (the largest of the step) for the CPU library.
+            logits = contract(scaled, embedding.T, 1, True)
         else:
             logits = self.logits_dense(hidden)
         logits = constrain(logits.astype(jnp.float32), ("batch", "length", "vocab"))
