@@ -1,9 +1,9 @@
 """Training-step and sampling throughput: our Flax T5 vs Hugging Face PyTorch T5, same machine.
 
-    python benchmarks/model_speed.py [--configs tiny,codet5-small] [--reps 5]
+    python benchmarks/model_speed.py [--configs tiny,codet5-small] [--reps 3] [--rounds 2]
 
 For each config both frameworks get the same shapes (batch 8, source 256, target 128), fp32
-everywhere, random weights, and are timed in this one process:
+everywhere, random weights, and each is timed in a process of its own (see below):
 
   train:  one optimizer step = forward + backward + AdamW update (dropout on, as in training;
           ours draws its masks with the model's counter-hash `layers.dropout_bits`, PyTorch
@@ -15,18 +15,30 @@ everywhere, random weights, and are timed in this one process:
           Both forced to exactly 128 new tokens (min = max = 128, EOS suppressed before), so
           new-tokens/s counts the same work.
 
-Warm-up runs (compilation, allocator warm-up) are excluded; each figure is the median of
-`--reps` timed runs, ours and PyTorch interleaved so background load hits both alike. Thread counts are left at their defaults for both (XLA's CPU thread pool
-and torch's intra-op pool both use every core); the table header records them.
+Warm-up runs (compilation, allocator warm-up) are excluded. Each measurement runs in a fresh
+child process holding one framework only, and the children alternate (ours, PyTorch, ours,
+PyTorch, ... for `--rounds` rounds of `--reps` timed runs each), so that drifting background
+load hits both alike; each figure is the median of all its timed runs. One process per
+framework because they disturb each other when they share one: a step that follows the
+other framework's step is slow (measured, codet5-small training: ours 3.7 s per step after
+ours, 6.8 s right after a PyTorch step and 4.4 s even after a further 1 s pause; the same with
+OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP workers spinning; most likely each framework's
+allocator finds its memory handed back and faults it in again). Interleaved in one process that cost ours ~35% and
+PyTorch ~10% on that row, and it is not how either is used. Thread counts are left at
+their defaults (XLA's CPU thread pool and torch's intra-op pool both use every core); the
+header records them.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 CONFIGS = {
@@ -39,22 +51,16 @@ COMMON = dict(vocab_size=32100, feed_forward_proj="relu", tie_word_embeddings=Tr
               dropout_rate=0.1, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
 
 
-def median_times(fns, reps: int, warmup: int = 1) -> list[float]:
-    """Median wall time of each `fn()` over `reps` runs, after `warmup` untimed runs of each.
-
-    The functions are timed interleaved (a, b, a, b, ...) so that load from other processes
-    on a shared machine hits both sides alike.
-    """
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
+def timed_runs(fn, reps: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of `reps` runs of `fn()`, after `warmup` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
     for _ in range(reps):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return [statistics.median(ts) for ts in times]
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def make_batch(vocab: int, batch: int, src: int, tgt: int, seed: int = 0):
@@ -169,10 +175,51 @@ def torch_sample(config, batch, new_tokens):
     return run
 
 
+BUILDERS = {("ours", "train"): "jax_train", ("ours", "sample"): "jax_sample",
+            ("pytorch", "train"): "torch_train", ("pytorch", "sample"): "torch_sample"}
+
+
+def child_main(args) -> int:
+    """One framework, one config, one task: print {"times": [...], ...} as JSON."""
+    from coderl_jax.models.config import T5Config
+
+    config = T5Config(**{**COMMON, "dropout_rate": args.dropout_rate}, **CONFIGS[args.config])
+    batch = make_batch(config.vocab_size, args.batch, args.source_length, args.target_length)
+    builder = globals()[BUILDERS[(args.child, args.task)]]
+    run = (builder(config, batch) if args.task == "train"
+           else builder(config, batch, args.new_tokens))
+    info = {"times": timed_runs(run, args.reps)}
+    if args.child == "ours":
+        import jax
+        info["version"] = f"jax {jax.__version__} on {jax.devices()[0].platform}"
+    else:
+        import torch
+        info["version"] = (f"torch {torch.__version__}, {torch.get_num_threads()} intra-op "
+                           f"threads")
+        info["params"] = sum(p.numel() for p in torch_model(config).parameters())
+    print(json.dumps(info))
+    return 0
+
+
+def run_child(args, framework: str, config: str, task: str) -> dict:
+    """Run one measurement in a fresh interpreter; its JSON result."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--config", config,
+           "--task", task, "--reps", str(args.reps), "--batch", str(args.batch),
+           "--source-length", str(args.source_length),
+           "--target-length", str(args.target_length), "--new-tokens", str(args.new_tokens),
+           "--dropout-rate", str(args.dropout_rate)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{framework} {config} {task} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=3, help="timed runs per child process")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating child processes per framework and task")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--source-length", type=int, default=256)
     parser.add_argument("--target-length", type=int, default=128)
@@ -180,45 +227,45 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("train", "sample"), default=None)
     parser.add_argument("--dropout-rate", type=float, default=COMMON["dropout_rate"],
                         help="dropout in the training step, both sides (CodeT5 uses 0.1)")
+    parser.add_argument("--child", choices=("ours", "pytorch"), help=argparse.SUPPRESS)
+    parser.add_argument("--config", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--task", choices=("train", "sample"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return child_main(args)
 
-    import jax
-    import torch
-
-    from coderl_jax.models.config import T5Config
+    tasks = [t for t in ("train", "sample") if args.only in (None, t)]
+    rows, versions = [], {}
+    for name in args.configs.split(","):
+        cells = {}
+        for task in tasks:
+            times = {"ours": [], "pytorch": []}
+            for _ in range(args.rounds):
+                for framework in ("ours", "pytorch"):
+                    info = run_child(args, framework, name, task)
+                    times[framework] += info["times"]
+                    versions[framework] = info["version"]
+                    cells["params"] = info.get("params", cells.get("params"))
+            work = args.batch * ((args.source_length + args.target_length) if task == "train"
+                                 else args.new_tokens)
+            ours, theirs = (work / statistics.median(times[f]) for f in ("ours", "pytorch"))
+            cells[task] = [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
+        rows.append([name, f"{cells['params'] / 1e6:.1f}M"]
+                    + cells.get("train", ["-"] * 3) + cells.get("sample", ["-"] * 3))
+        print(f"... {name} done", file=sys.stderr, flush=True)
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
-          f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device); "
-          f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads (defaults)")
+          f"{versions['ours']}; {versions['pytorch']} (defaults); one process per "
+          f"framework, alternating")
     print(f"batch {args.batch}, source {args.source_length}, target {args.target_length}, "
           f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), fp32, "
-          f"training dropout {args.dropout_rate}, "
-          f"median of {args.reps} after warm-up\n")
+          f"training dropout {args.dropout_rate}, median of {args.rounds} x {args.reps} "
+          f"runs after warm-up\n")
     print("| config | params | train tok/s ours | train tok/s PyTorch | speed-up "
           "| sample new-tok/s ours | sample new-tok/s PyTorch | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in args.configs.split(","):
-        config = T5Config(**{**COMMON, "dropout_rate": args.dropout_rate}, **CONFIGS[name])
-        batch = make_batch(config.vocab_size, args.batch, args.source_length,
-                           args.target_length)
-        n_params = sum(p.numel() for p in torch_model(config).parameters())
-        train_tokens = args.batch * (args.source_length + args.target_length)
-        new_tokens = args.batch * args.new_tokens
-        cells = [name, f"{n_params / 1e6:.1f}M"]
-        if args.only in (None, "train"):
-            ours, theirs = (train_tokens / t for t in median_times(
-                [jax_train(config, batch), torch_train(config, batch)], args.reps))
-            cells += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
-        else:
-            cells += ["-"] * 3
-        if args.only in (None, "sample"):
-            ours, theirs = (new_tokens / t for t in median_times(
-                [jax_sample(config, batch, args.new_tokens),
-                 torch_sample(config, batch, args.new_tokens)], args.reps))
-            cells += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
-        else:
-            cells += ["-"] * 3
-        print("| " + " | ".join(cells) + " |", flush=True)
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
     return 0
 
 
