@@ -15,18 +15,18 @@ everywhere, random weights, and each is timed in a process of its own (see below
           Both forced to exactly 128 new tokens (min = max = 128, EOS suppressed before), so
           new-tokens/s counts the same work.
 
-Warm-up runs (compilation, allocator warm-up) are excluded. Each measurement runs in a fresh
-child process holding one framework only, and the children alternate (ours, PyTorch, ours,
-PyTorch, ... for `--rounds` rounds of `--reps` timed runs each), so that drifting background
-load hits both alike; each figure is the median of all its timed runs. One process per
-framework because they disturb each other when they share one: a step that follows the
-other framework's step is slow (measured, codet5-small training: ours 3.7 s per step after
-ours, 6.8 s right after a PyTorch step and 4.4 s even after a further 1 s pause; the same with
-OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP workers spinning; most likely each framework's
-allocator finds its memory handed back and faults it in again). Interleaved in one process that cost ours ~35% and
-PyTorch ~10% on that row, and it is not how either is used. Thread counts are left at
-their defaults (XLA's CPU thread pool and torch's intra-op pool both use every core); the
-header records them.
+Warm-up runs (compilation, allocator warm-up; `--warmup`, 3 by default) are excluded. Each
+measurement runs in a fresh child process holding one framework only, and the children
+alternate (ours, PyTorch, ours, PyTorch, ... for `--rounds` rounds of `--reps` timed runs
+each), so that drifting background load hits both alike; each figure is the median of all
+its timed runs. One process per framework because they disturb each other when they share
+one: a step that follows the other framework's step is slow (measured, codet5-small
+training: ours 3.7 s per step after ours, 6.8 s right after a PyTorch step and 4.4 s even
+after a further 1 s pause; the same with OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP
+workers spinning; most likely each framework's allocator finds its memory handed back and
+faults it in again). Interleaved in one process that cost ours ~35% and PyTorch ~10% on that
+row, and it is not how either is used. Thread counts are left at their defaults (XLA's CPU
+thread pool and torch's intra-op pool both use every core); the header records them.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ COMMON = dict(vocab_size=32100, feed_forward_proj="relu", tie_word_embeddings=Tr
               dropout_rate=0.1, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
 
 
-def timed_runs(fn, reps: int, warmup: int = 1) -> list[float]:
+def timed_runs(fn, reps: int, warmup: int) -> list[float]:
     """Wall seconds of `reps` runs of `fn()`, after `warmup` untimed runs."""
     for _ in range(warmup):
         fn()
@@ -188,7 +188,7 @@ def child_main(args) -> int:
     builder = globals()[BUILDERS[(args.child, args.task)]]
     run = (builder(config, batch) if args.task == "train"
            else builder(config, batch, args.new_tokens))
-    info = {"times": timed_runs(run, args.reps)}
+    info = {"times": timed_runs(run, args.reps, args.warmup)}
     if args.child == "ours":
         import jax
         info["version"] = f"jax {jax.__version__} on {jax.devices()[0].platform}"
@@ -204,7 +204,8 @@ def child_main(args) -> int:
 def run_child(args, framework: str, config: str, task: str) -> dict:
     """Run one measurement in a fresh interpreter; its JSON result."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", framework, "--config", config,
-           "--task", task, "--reps", str(args.reps), "--batch", str(args.batch),
+           "--task", task, "--reps", str(args.reps), "--warmup", str(args.warmup),
+           "--batch", str(args.batch),
            "--source-length", str(args.source_length),
            "--target-length", str(args.target_length), "--new-tokens", str(args.new_tokens),
            "--dropout-rate", str(args.dropout_rate)]
@@ -218,6 +219,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--reps", type=int, default=3, help="timed runs per child process")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed runs first in each child (compilation, allocator and "
+                             "cache warm-up: the first steps after compiling vary by ~30%%)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating child processes per framework and task")
     parser.add_argument("--batch", type=int, default=8)
@@ -260,7 +264,7 @@ def main(argv=None) -> int:
     print(f"batch {args.batch}, source {args.source_length}, target {args.target_length}, "
           f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), fp32, "
           f"training dropout {args.dropout_rate}, median of {args.rounds} x {args.reps} "
-          f"runs after warm-up\n")
+          f"runs, each child after {args.warmup} warm-up runs\n")
     print("| config | params | train tok/s ours | train tok/s PyTorch | speed-up "
           "| sample new-tok/s ours | sample new-tok/s PyTorch | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
