@@ -21,6 +21,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from model_utils import random_batch, tiny_config
 
+from coderl_jax.models import layers
 from coderl_jax.models.layers import Dropout, contract, dropout_bits
 from coderl_jax.models.t5 import T5, init_params
 
@@ -133,3 +134,7 @@ def test_contract_gradients_equal_autodiff(x_shape, k_shape, num_in, dtype, floa
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
                                    rtol=tol, atol=tol)
+    # Both kernel-gradient forms (CPU layout and the plain one other backends use) agree.
+    for form in (layers._kernel_grad, layers._kernel_grad_cpu):
+        np.testing.assert_allclose(np.asarray(form(x, g.astype(dtype), num_in), np.float32),
+                                   np.asarray(want[1], np.float32), rtol=tol, atol=tol)

@@ -204,29 +204,46 @@ def _contract_fwd(x, kernel, num_in, float32_output):
     return contract(x, kernel, num_in, float32_output), (x, kernel)
 
 
+def _kernel_grad(x: jax.Array, g: jax.Array, num_in: int) -> jax.Array:
+    """x [*batch, *in], g [*batch, *features] -> x^T . g [*in, *features] (any backend)."""
+    batch = tuple(range(x.ndim - num_in))
+    return jax.lax.dot_general(x, g, ((batch, batch), ((), ())))
+
+
+def _kernel_grad_cpu(x: jax.Array, g: jax.Array, num_in: int) -> jax.Array:
+    """`_kernel_grad` laid out for XLA's CPU matmul library.
+
+    Both operands contract their leading axes, a form that library does not take: left to
+    itself XLA folds any transpose into the dot and copies g (usually the larger) into a
+    transposed layout for a generic, slower dot. Here the smaller of x and g is transposed
+    explicitly (an optimization barrier keeps it so) and the product is a plain
+    [m, k] x [k, n] matmul. Accelerators' libraries take transposed operands as they are,
+    so `contract` uses this on CPU only.
+    """
+    nb = x.ndim - num_in
+    nf = g.ndim - nb
+    batch = tuple(range(nb))
+    if x.size <= g.size:
+        x_t = jax.lax.optimization_barrier(
+            jnp.transpose(x, tuple(range(nb, x.ndim)) + batch))  # [*in, *batch]
+        return jax.lax.dot_general(x_t, g, ((tuple(range(num_in, x_t.ndim)), batch), ((), ())))
+    # (g^T . x)^T: transposes g and then the kernel-sized result.
+    g_t = jax.lax.optimization_barrier(
+        jnp.transpose(g, tuple(range(nb, g.ndim)) + batch))  # [*features, *batch]
+    dk_t = jax.lax.dot_general(g_t, x, ((tuple(range(nf, g_t.ndim)), batch), ((), ())))
+    return jnp.transpose(dk_t, tuple(range(nf, nf + num_in)) + tuple(range(nf)))
+
+
 def _contract_bwd(num_in, float32_output, residuals, g):
     x, kernel = residuals
     g = g.astype(x.dtype)
     nb = x.ndim - num_in  # batch dims
-    nf = kernel.ndim - num_in  # feature dims
     # dx = g . kernel^T over the feature dims: [*batch, *features] x [*in, *features].
     dx = jax.lax.dot_general(
         g, kernel, ((tuple(range(nb, g.ndim)), tuple(range(num_in, kernel.ndim))), ((), ())))
-    # dkernel = x^T . g over the batch dims: both operands contract their leading axes,
-    # a form XLA's CPU matmul library does not take directly. Left to itself XLA folds any
-    # transpose into the dot and copies g into a transposed layout for a generic (slower)
-    # dot. Instead transpose the smaller of x and g explicitly (an optimization barrier keeps
-    # it) so that the product is a plain [m, k] x [k, n] matmul.
-    batch = tuple(range(nb))
-    if x.size <= g.size:
-        x_t = jax.lax.optimization_barrier(jnp.transpose(x, tuple(range(nb, x.ndim)) + batch))
-        dk = jax.lax.dot_general(
-            x_t, g, ((tuple(range(num_in, x_t.ndim)), batch), ((), ())))
-    else:  # (g^T . x)^T: transposes g and then the kernel-sized result
-        g_t = jax.lax.optimization_barrier(jnp.transpose(g, tuple(range(nb, g.ndim)) + batch))
-        dk_t = jax.lax.dot_general(
-            g_t, x, ((tuple(range(nf, g_t.ndim)), batch), ((), ())))  # [*features, *in]
-        dk = jnp.transpose(dk_t, tuple(range(nf, nf + num_in)) + tuple(range(nf)))
+    dk = jax.lax.platform_dependent(
+        x, g, cpu=functools.partial(_kernel_grad_cpu, num_in=num_in),
+        default=functools.partial(_kernel_grad, num_in=num_in))
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
