@@ -352,10 +352,7 @@ def main() -> None:
     # uses it); fds 0/1 then point at /dev/null so that nothing printed by accident can
     # corrupt the protocol.
     job_fd, reply_fd = _dup_above(0, runner.RESULT_FD), _dup_above(1, runner.RESULT_FD)
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
+    _null_stdio()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the executor, which closes us
     iso = isolation.Isolation(
         memory_mb=config["memory_mb"], max_output_bytes=config["max_output_bytes"],
@@ -383,6 +380,14 @@ def main() -> None:
         write_message(reply_fd, verdict)
     if iso.scratch_root:
         isolation._rmtree(iso.scratch_root)
+
+
+def _null_stdio() -> None:
+    """Points fds 0 and 1 at /dev/null (the worker itself never reads or prints there)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
 
 
 def _dup_above(fd: int, minimum: int) -> int:
@@ -440,10 +445,7 @@ def _warm_up() -> None:
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         sys.settrace(None)
         sys.setprofile(None)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
-            os.dup2(null, fd)
-        os.close(null)
+        _null_stdio()
         sys.stdin, sys.stdout = streams
         os.close(runner.RESULT_FD)
         os.close(read_fd)
