@@ -248,6 +248,7 @@ def load_model_dir(
         device). The checkpoint may have been written on another mesh.
     """
     from coderl_jax.models.t5 import init_params
+    from coderl_jax.partitioning import with_shardings
 
     model_dir = pathlib.Path(model_dir)
     config = load_model_config(model_dir)
@@ -255,9 +256,7 @@ def load_model_dir(
     if shardings is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, abstract)
-    target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings
-    )
+    target = with_shardings(abstract, shardings)
     with CheckpointStore(model_dir / CHECKPOINT_SUBDIR, read_only=True) as store:
         params = store.restore(step, {PARAMS_ITEM: target})[PARAMS_ITEM]
     return config, params
