@@ -203,9 +203,7 @@ def sharded_init(
         abstract = jax.eval_shape(init_fn, *args)
         shardings = logical_to_shardings(logical_axes, mesh, rules)
         check_shardings(abstract, shardings)
-        # No `activate(mesh)` here: out_shardings alone places every weight, and flax's
-        # DenseGeneral unboxes its logically-partitioned kernel at the *flattened* init shape,
-        # which an active mesh would turn into a rank-mismatch sharding constraint.
+        # No `activate(mesh)` needed: out_shardings alone places every weight.
         params = jax.jit(init_fn, out_shardings=shardings)(*args)
         return params, shardings
 
