@@ -1,6 +1,8 @@
 """Byte-level BPE with CodeT5's special-token layout: train, save, reload with transformers."""
 
 import json
+import pathlib
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,8 @@ import pytest
 from coderl_jax.data import corpus as C
 from coderl_jax.data import objectives as O
 from coderl_jax.data import tokenizer as T
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 VOCAB_SIZE = 1000
 
@@ -50,14 +54,14 @@ def test_saved_in_hf_format(saved_dir):
 def test_model_folders_get_the_same_portable_tokenizer_files(loaded, tmp_path):
     # save_model_dir and export_hf write the tokenizer through save_tokenizer: the class is
     # one transformers 4 knows and the legacy special_tokens_map.json is there.
+    import jax
+    from model_utils import tiny_config
+
     from coderl_jax import checkpoints
     from coderl_jax.models import hf
-    from coderl_jax.models.config import T5Config
     from coderl_jax.models.t5 import init_params
-    import jax
 
-    config = T5Config(vocab_size=VOCAB_SIZE, d_model=16, d_kv=4, d_ff=32, num_layers=1,
-                      num_heads=4)
+    config = tiny_config(vocab_size=VOCAB_SIZE)
     params = init_params(config, jax.random.key(0))
     ours = checkpoints.save_model_dir(tmp_path / "ours", config, params, tokenizer=loaded)
     hf.export_hf(config, params, tmp_path / "hf", tokenizer=loaded)
