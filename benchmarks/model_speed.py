@@ -15,6 +15,12 @@ everywhere, random weights, and each is timed in a process of its own (see below
           Both forced to exactly 128 new tokens (min = max = 128, EOS suppressed before), so
           new-tokens/s counts the same work.
 
+Host memory: ours runs with `coderl_jax.host_memory.retain_freed_memory()`, as our mains do
+(glibc keeps freed blocks instead of unmapping them; without it every CPU step faults in and
+zero-fills its ~0.7-1 GB of XLA buffers again). PyTorch runs with glibc's defaults, as its
+users run it; `--peer-retain-memory` gives it the same setting, to show how much of the
+margin that setting is (PyTorch gains from it too, less: it reuses many smaller blocks).
+
 Warm-up runs (compilation, allocator warm-up; `--warmup`, 3 by default) are excluded. Each
 measurement runs in a fresh child process holding one framework only, and the children
 alternate (ours, PyTorch, ours, PyTorch, ... for `--rounds` rounds of `--reps` timed runs
@@ -181,6 +187,11 @@ BUILDERS = {("ours", "train"): "jax_train", ("ours", "sample"): "jax_sample",
 
 def child_main(args) -> int:
     """One framework, one config, one task: print {"times": [...], ...} as JSON."""
+    from coderl_jax.host_memory import retain_freed_memory
+
+    # Ours runs as our mains run (they call it first thing); PyTorch with its defaults,
+    # unless --peer-retain-memory asks for the same malloc setting there too.
+    retained = (args.child == "ours" or args.peer_retain_memory) and retain_freed_memory()
     from coderl_jax.models.config import T5Config
 
     config = T5Config(**{**COMMON, "dropout_rate": args.dropout_rate}, **CONFIGS[args.config])
@@ -188,7 +199,7 @@ def child_main(args) -> int:
     builder = globals()[BUILDERS[(args.child, args.task)]]
     run = (builder(config, batch) if args.task == "train"
            else builder(config, batch, args.new_tokens))
-    info = {"times": timed_runs(run, args.reps, args.warmup)}
+    info = {"times": timed_runs(run, args.reps, args.warmup), "retained": bool(retained)}
     if args.child == "ours":
         import jax
         info["version"] = f"jax {jax.__version__} on {jax.devices()[0].platform}"
@@ -208,7 +219,8 @@ def run_child(args, framework: str, config: str, task: str) -> dict:
            "--batch", str(args.batch),
            "--source-length", str(args.source_length),
            "--target-length", str(args.target_length), "--new-tokens", str(args.new_tokens),
-           "--dropout-rate", str(args.dropout_rate)]
+           "--dropout-rate", str(args.dropout_rate)] + (
+               ["--peer-retain-memory"] if args.peer_retain_memory else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{framework} {config} {task} failed:\n{done.stderr[-3000:]}")
@@ -231,6 +243,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("train", "sample"), default=None)
     parser.add_argument("--dropout-rate", type=float, default=COMMON["dropout_rate"],
                         help="dropout in the training step, both sides (CodeT5 uses 0.1)")
+    parser.add_argument("--peer-retain-memory", action="store_true",
+                        help="give PyTorch the malloc setting of our mains too "
+                             "(coderl_jax.host_memory; ours always runs with it)")
     parser.add_argument("--child", choices=("ours", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--config", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=("train", "sample"), help=argparse.SUPPRESS)
@@ -239,7 +254,7 @@ def main(argv=None) -> int:
         return child_main(args)
 
     tasks = [t for t in ("train", "sample") if args.only in (None, t)]
-    rows, versions = [], {}
+    rows, versions, retained = [], {}, {}
     for name in args.configs.split(","):
         cells = {}
         for task in tasks:
@@ -249,6 +264,7 @@ def main(argv=None) -> int:
                     info = run_child(args, framework, name, task)
                     times[framework] += info["times"]
                     versions[framework] = info["version"]
+                    retained[framework] = info["retained"]
                     cells["params"] = info.get("params", cells.get("params"))
             work = args.batch * ((args.source_length + args.target_length) if task == "train"
                                  else args.new_tokens)
@@ -261,6 +277,8 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus; "
           f"{versions['ours']}; {versions['pytorch']} (defaults); one process per "
           f"framework, alternating")
+    print("malloc keeps freed memory (coderl_jax.host_memory): " + ", ".join(
+        f"{f} {'yes' if retained.get(f) else 'no'}" for f in ("ours", "pytorch")))
     print(f"batch {args.batch}, source {args.source_length}, target {args.target_length}, "
           f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), fp32, "
           f"training dropout {args.dropout_rate}, median of {args.rounds} x {args.reps} "

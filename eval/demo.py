@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from coderl_jax.host_memory import retain_freed_memory
+
+    retain_freed_memory()  # before JAX starts its threads
     from coderl_jax.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DemoConfig)})

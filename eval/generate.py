@@ -42,6 +42,9 @@ def main(args: argparse.Namespace) -> int:
     if args.greedy and args.top_p is not None:
         print("coderl generate: --top-p has no effect with --greedy", file=sys.stderr)
         return 2
+    from coderl_jax.host_memory import retain_freed_memory
+
+    retain_freed_memory()  # before JAX starts its threads
     from coderl_jax.decoding import SamplingParams
     from coderl_jax.generation import generate_file
 
