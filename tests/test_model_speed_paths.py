@@ -138,3 +138,26 @@ def test_contract_gradients_equal_autodiff(x_shape, k_shape, num_in, dtype, floa
     for form in (layers._kernel_grad, layers._kernel_grad_cpu):
         np.testing.assert_allclose(np.asarray(form(x, g.astype(dtype), num_in), np.float32),
                                    np.asarray(want[1], np.float32), rtol=tol, atol=tol)
+
+
+def test_bf16_contract_accumulates_in_float32_and_its_gradients_run():
+    # bf16 products ask for float32 results (cast back afterwards): that is the form XLA's
+    # CPU library runs on the bf16 matrix units (AMX), ~5x a bf16-out dot
+    # (benchmarks/model_speed.py --dtype bfloat16). Every dot of the forward and backward
+    # pass must then be one the CPU runtime can execute: when XLA folded the transpose of
+    # (g^T x)^T into its dot, it became a bf16 x bf16 -> f32 dot the CPU runtime rejects
+    # (UNIMPLEMENTED), so the mlp/wo-shaped case (x wider than the cotangent) runs here.
+    x = jax.random.normal(jax.random.key(0), (4, 128, 512), jnp.bfloat16)
+    kernel = jax.random.normal(jax.random.key(1), (512, 64), jnp.bfloat16)
+    text = jax.jit(lambda x, k: contract(x, k)).lower(x, kernel).as_text()
+    assert "bf16>, tensor<512x64xbf16>) -> tensor<4x128x64xf32>" in text, text
+
+    def loss(x, k):
+        return jnp.sum(contract(x, k).astype(jnp.float32) ** 2)
+
+    dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
+    want = jax.grad(loss, argnums=(0, 1))(x.astype(jnp.float32), kernel.astype(jnp.float32))
+    assert dx.dtype == dk.dtype == jnp.bfloat16
+    for got, ref in ((dx, want[0]), (dk, want[1])):
+        np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(ref),
+                                   rtol=5e-2, atol=5e-2 * float(jnp.abs(ref).max()))
