@@ -1,9 +1,14 @@
 """Training-step and sampling throughput: our Flax T5 vs Hugging Face PyTorch T5, same machine.
 
     python benchmarks/model_speed.py [--configs tiny,codet5-small] [--reps 3] [--rounds 2]
+                                     [--dtype float32|bfloat16]
 
-For each config both frameworks get the same shapes (batch 8, source 256, target 128), fp32
-everywhere, random weights, and each is timed in a process of its own (see below):
+For each config both frameworks get the same shapes (batch 8, source 256, target 128), the
+same precision, random weights, and each is timed in a process of its own (see below).
+Precision (`--dtype`): float32 everywhere (the default), or bfloat16 mixed precision on both
+sides: float32 weights and optimizer, bf16 matmuls (ours: T5Config(dtype="bfloat16"), every
+product accumulating in float32; PyTorch: `torch.autocast("cpu", torch.bfloat16)` around the
+forward pass and loss, or around `generate`). On CPUs with AMX both run bf16 matmuls on it.
 
   train:  one optimizer step = forward + backward + AdamW update (dropout on, as in training;
           ours draws its masks with the model's counter-hash `layers.dropout_bits`, PyTorch
@@ -147,6 +152,18 @@ def torch_model(config):
     return transformers.T5ForConditionalGeneration(transformers.T5Config(**config.to_hf_dict()))
 
 
+def torch_precision(config):
+    """The PyTorch counterpart of our compute dtype: fp32, or bf16 autocast (fp32 weights,
+    bf16 matmuls), as a context manager."""
+    import contextlib
+
+    import torch
+
+    if config.dtype == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def torch_train(config, batch):
     import torch
 
@@ -155,8 +172,9 @@ def torch_train(config, batch):
     ids, mask, dec_in, labels = (torch.as_tensor(x, dtype=torch.long) for x in batch)
 
     def run():
-        loss = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec_in,
-                     labels=labels).loss
+        with torch_precision(config):
+            loss = model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec_in,
+                         labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -171,7 +189,7 @@ def torch_sample(config, batch, new_tokens):
     ids, mask, _, _ = (torch.as_tensor(x, dtype=torch.long) for x in batch)
 
     def run():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_precision(config):
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
                                  temperature=0.6, top_p=0.95, top_k=0,
                                  max_new_tokens=new_tokens, min_new_tokens=new_tokens)
@@ -194,7 +212,8 @@ def child_main(args) -> int:
     retained = (args.child == "ours" or args.peer_retain_memory) and retain_freed_memory()
     from coderl_jax.models.config import T5Config
 
-    config = T5Config(**{**COMMON, "dropout_rate": args.dropout_rate}, **CONFIGS[args.config])
+    config = T5Config(**{**COMMON, "dropout_rate": args.dropout_rate}, **CONFIGS[args.config],
+                      dtype=args.dtype)
     batch = make_batch(config.vocab_size, args.batch, args.source_length, args.target_length)
     builder = globals()[BUILDERS[(args.child, args.task)]]
     run = (builder(config, batch) if args.task == "train"
@@ -219,7 +238,7 @@ def run_child(args, framework: str, config: str, task: str) -> dict:
            "--batch", str(args.batch),
            "--source-length", str(args.source_length),
            "--target-length", str(args.target_length), "--new-tokens", str(args.new_tokens),
-           "--dropout-rate", str(args.dropout_rate)] + (
+           "--dropout-rate", str(args.dropout_rate), "--dtype", args.dtype] + (
                ["--peer-retain-memory"] if args.peer_retain_memory else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -243,6 +262,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("train", "sample"), default=None)
     parser.add_argument("--dropout-rate", type=float, default=COMMON["dropout_rate"],
                         help="dropout in the training step, both sides (CodeT5 uses 0.1)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="compute dtype, both sides: bfloat16 = our dtype=bfloat16 "
+                             "(float32 params) vs PyTorch autocast to bfloat16")
     parser.add_argument("--peer-retain-memory", action="store_true",
                         help="give PyTorch the malloc setting of our mains too "
                              "(coderl_jax.host_memory; ours always runs with it)")
@@ -280,7 +302,7 @@ def main(argv=None) -> int:
     print("malloc keeps freed memory (coderl_jax.host_memory): " + ", ".join(
         f"{f} {'yes' if retained.get(f) else 'no'}" for f in ("ours", "pytorch")))
     print(f"batch {args.batch}, source {args.source_length}, target {args.target_length}, "
-          f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), fp32, "
+          f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), {args.dtype} compute, "
           f"training dropout {args.dropout_rate}, median of {args.rounds} x {args.reps} "
           f"runs, each child after {args.warmup} warm-up runs\n")
     print("| config | params | train tok/s ours | train tok/s PyTorch | speed-up "
