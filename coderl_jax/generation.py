@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from coderl_jax import checkpoints
+from coderl_jax.data import jsonl
 from coderl_jax.data.prompts import truncate_prompt
 from coderl_jax.decoding import SamplingParams, sample
 
@@ -34,35 +35,15 @@ class Prompt:
 
 
 def read_prompts(path: str | pathlib.Path) -> list[Prompt]:
-    """Read a prompts JSONL file; a malformed line is a ValueError naming file and line.
-
-    Blank lines are allowed (they carry nothing); every other line must be a JSON object with a
-    `task_id` and a string `prompt`.
-    """
+    """Read a prompts file (`jsonl.read_jsonl`: blank lines skipped, `.gz` allowed); every
+    line needs a `task_id` (str or int) and a string `prompt`. A malformed line is a
+    `jsonl.JsonlError` naming file and line."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prompts file not found: {path}")
-    prompts = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object with task_id and prompt")
-            missing = [k for k in ("task_id", "prompt") if k not in record]
-            if missing:
-                raise ValueError(f"{where}: missing key(s) {missing}")
-            if not isinstance(record["prompt"], str):
-                raise ValueError(
-                    f"{where}: prompt must be a string, got {type(record['prompt']).__name__}"
-                )
-            prompts.append(Prompt(record["task_id"], record["prompt"]))
-    return prompts
+    return [Prompt(jsonl.require(path, line, record, "task_id", (str, int)),
+                   jsonl.require(path, line, record, "prompt", str))
+            for line, record in jsonl.read_jsonl(path)]
 
 
 def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:

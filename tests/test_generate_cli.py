@@ -126,13 +126,13 @@ def test_malformed_prompt_line_names_file_and_line(models, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(PROMPTS[0]) + "\n\n" + '{"task_id": 3, "prompt": 5}\n')
     assert run(hf_dir, bad, tmp_path / "out.jsonl", "--greedy") == 2
-    assert f"{bad}:3: prompt must be a string" in capsys.readouterr().err
+    assert f"{bad}:3: field 'prompt' must be str, got int" in capsys.readouterr().err
     bad.write_text('{"task_id": 1, "prompt": "x"}\n{"task_id": 2, "prompt": "y"\n')
     assert run(hf_dir, bad, tmp_path / "out.jsonl", "--greedy") == 2
-    assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
+    assert f"{bad}:2: invalid JSON" in capsys.readouterr().err
     bad.write_text('{"prompt": "x"}\n')
     assert run(hf_dir, bad, tmp_path / "out.jsonl", "--greedy") == 2
-    assert f"{bad}:1: missing key(s) ['task_id']" in capsys.readouterr().err
+    assert f"{bad}:1: missing field 'task_id'" in capsys.readouterr().err
 
 
 def test_missing_model_is_a_clear_error(prompts_file, tmp_path, capsys):
