@@ -1,6 +1,6 @@
 """Training-step and sampling throughput: our Flax T5 vs Hugging Face PyTorch T5, same machine.
 
-    python benchmarks/model_speed.py [--configs tiny,codet5-small] [--reps 3] [--rounds 2]
+    python benchmarks/model_speed.py [--configs tiny,codet5-small] [--reps 3] [--rounds 3]
                                      [--dtype float32|bfloat16]
 
 For each config both frameworks get the same shapes (batch 8, source 256, target 128), the
@@ -30,7 +30,9 @@ Warm-up runs (compilation, allocator warm-up; `--warmup`, 3 by default) are excl
 measurement runs in a fresh child process holding one framework only, and the children
 alternate (ours, PyTorch, ours, PyTorch, ... for `--rounds` rounds of `--reps` timed runs
 each), so that drifting background load hits both alike; each figure is the median of all
-its timed runs. One process per framework because they disturb each other when they share
+its timed runs. The speed-up also shows the lowest and highest of the rounds' own ratios
+(one ours child against the PyTorch child right after it): on a shared VM whose speed drifts
+10-30% between minutes, that range is the honest error bar. One process per framework because they disturb each other when they share
 one: a step that follows the other framework's step is slow (measured, codet5-small
 training: ours 3.7 s per step after ours, 6.8 s right after a PyTorch step and 4.4 s even
 after a further 1 s pause; the same with OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP
@@ -152,6 +154,10 @@ def torch_model(config):
     return transformers.T5ForConditionalGeneration(transformers.T5Config(**config.to_hf_dict()))
 
 
+def num_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def torch_precision(config):
     """The PyTorch counterpart of our compute dtype: fp32, or bf16 autocast (fp32 weights,
     bf16 matmuls), as a context manager."""
@@ -179,6 +185,7 @@ def torch_train(config, batch):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    run.num_params = num_params(model)
     return run
 
 
@@ -196,6 +203,7 @@ def torch_sample(config, batch, new_tokens):
         # generate prepends the decoder start token.
         assert out.shape[1] == new_tokens + 1, out.shape
 
+    run.num_params = num_params(model)
     return run
 
 
@@ -226,9 +234,17 @@ def child_main(args) -> int:
         import torch
         info["version"] = (f"torch {torch.__version__}, {torch.get_num_threads()} intra-op "
                            f"threads")
-        info["params"] = sum(p.numel() for p in torch_model(config).parameters())
+        info["params"] = run.num_params
     print(json.dumps(info))
     return 0
+
+
+def speedup_range(per_round: list[float]) -> str:
+    """' (lo-hi)' over the rounds' own speed-ups: how far the machine's drift moved the
+    ratio during the run (empty for one round)."""
+    if len(per_round) < 2:
+        return ""
+    return f" ({min(per_round):.2f}-{max(per_round):.2f})"
 
 
 def run_child(args, framework: str, config: str, task: str) -> dict:
@@ -253,7 +269,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed runs first in each child (compilation, allocator and "
                              "cache warm-up: the first steps after compiling vary by ~30%%)")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=3,
                         help="alternating child processes per framework and task")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--source-length", type=int, default=256)
@@ -281,17 +297,22 @@ def main(argv=None) -> int:
         cells = {}
         for task in tasks:
             times = {"ours": [], "pytorch": []}
+            round_speedups = []  # PyTorch's median time / ours, within one round
             for _ in range(args.rounds):
+                medians = {}
                 for framework in ("ours", "pytorch"):
                     info = run_child(args, framework, name, task)
                     times[framework] += info["times"]
+                    medians[framework] = statistics.median(info["times"])
                     versions[framework] = info["version"]
                     retained[framework] = info["retained"]
                     cells["params"] = info.get("params", cells.get("params"))
+                round_speedups.append(medians["pytorch"] / medians["ours"])
             work = args.batch * ((args.source_length + args.target_length) if task == "train"
                                  else args.new_tokens)
             ours, theirs = (work / statistics.median(times[f]) for f in ("ours", "pytorch"))
-            cells[task] = [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.2f}x"]
+            cells[task] = [f"{ours:,.0f}", f"{theirs:,.0f}",
+                           f"{ours / theirs:.2f}x" + speedup_range(round_speedups)]
         rows.append([name, f"{cells['params'] / 1e6:.1f}M"]
                     + cells.get("train", ["-"] * 3) + cells.get("sample", ["-"] * 3))
         print(f"... {name} done", file=sys.stderr, flush=True)
@@ -304,7 +325,8 @@ def main(argv=None) -> int:
     print(f"batch {args.batch}, source {args.source_length}, target {args.target_length}, "
           f"{args.new_tokens} new tokens (temperature 0.6, top-p 0.95), {args.dtype} compute, "
           f"training dropout {args.dropout_rate}, median of {args.rounds} x {args.reps} "
-          f"runs, each child after {args.warmup} warm-up runs\n")
+          f"runs, each child after {args.warmup} warm-up runs; speed-up (lo-hi): the "
+          f"lowest and highest of the rounds' own ratios\n")
     print("| config | params | train tok/s ours | train tok/s PyTorch | speed-up "
           "| sample new-tok/s ours | sample new-tok/s PyTorch | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
