@@ -13,7 +13,7 @@ XLA worker thread are found by the next. Steps then reuse the same pages: 0 faul
 step, and the tiny step runs ~15-20% faster (`benchmarks/model_speed.py`). The price is
 that the process keeps its peak heap until it exits, which suits a training or sampling
 job. The same effect is available to any program from the environment, before start-up:
-MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>.
+MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<larger than any heap>.
 
 Call it first thing in a main, before JAX runs anything: threads that already hold an
 arena keep it. It changes nothing (and returns False) where the C library is not glibc.
@@ -29,8 +29,12 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
-# mallopt takes an int: the largest trim threshold it accepts (2 GiB of free heap top).
-_NEVER_TRIM = 2**31 - 1
+# mallopt(3): "Setting M_TRIM_THRESHOLD to -1 disables trimming completely" (glibc stores it
+# as an unsigned size). The largest positive int, 2**31 - 1, is not enough: a codet5-small
+# training step leaves more than 2 GiB free at the top of the heap, glibc then trimmed it
+# after every step, and each step faulted ~1.5 GB back in (~380,000 faults, seconds of
+# system CPU; measured, intermittently, depending on where the big buffers landed).
+_NEVER_TRIM = -1
 
 _applied = False
 
