@@ -31,11 +31,13 @@ measurement runs in a fresh child process holding one framework only, and the ch
 alternate (ours, PyTorch, ours, PyTorch, ... for `--rounds` rounds of `--reps` timed runs
 each), so that drifting background load hits both alike; each figure is the median of all
 its timed runs. The speed-up also shows the lowest and highest of the rounds' own ratios
-(one ours child against the PyTorch child right after it): on a shared VM whose speed drifts
-10-30% between minutes, that range is the honest error bar. One process per framework because they disturb each other when they share
-one: a step that follows the other framework's step is slow (measured, codet5-small
-training: ours 3.7 s per step after ours, 6.8 s right after a PyTorch step and 4.4 s even
-after a further 1 s pause; the same with OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP
+(one ours child against the PyTorch child right after it): on a shared VM whose speed
+drifts 10-30% between minutes, that range is the honest error bar (a low outlier can also
+be one of our heap's one-off growth steps, see `coderl_jax.host_memory`, landing in a timed
+run). One process per framework because they disturb each other when they share one: a
+step that follows the other framework's step is slow (measured, codet5-small training: ours
+3.7 s per step after ours, 6.8 s right after a PyTorch step and 4.4 s even after a further
+1 s pause; the same with OMP_WAIT_POLICY=PASSIVE, so it is not OpenMP
 workers spinning; most likely each framework's allocator finds its memory handed back and
 faults it in again). Interleaved in one process that cost ours ~35% and PyTorch ~10% on that
 row, and it is not how either is used. Thread counts are left at their defaults (XLA's CPU
