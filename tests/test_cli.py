@@ -1,4 +1,5 @@
-"""The `coderl` CLI: dispatch, and fast start-up (no JAX for --help, execute, evaluate)."""
+"""The `coderl` CLI: dispatch, and fast start-up (no JAX for --help, execute, evaluate, and
+not for `generate --help`: JAX loads only when it samples)."""
 
 import subprocess
 import sys
@@ -30,8 +31,8 @@ def _modules_loaded_by(argv: list[str]) -> set[str]:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["execute", "--help"], ["evaluate", "--help"]],
-    ids=["top-level", "execute", "evaluate"],
+    [["--help"], ["execute", "--help"], ["evaluate", "--help"], ["generate", "--help"]],
+    ids=["top-level", "execute", "evaluate", "generate-help"],
 )
 def test_fast_commands_do_not_import_heavy_libraries(argv):
     assert _modules_loaded_by(argv) == set()

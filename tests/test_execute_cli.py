@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from coderl_jax import cli
+from coderl_jax import cli, metrics
 from coderl_jax.data import jsonl
 
 TASKS = ("2", "3", "4")  # MBPP tasks present in the shared copy
@@ -56,6 +56,34 @@ def test_execute_end_to_end(tmp_path, mbpp, capsys):
     table = capsys.readouterr().out
     assert "PassedTest" in table and "InternalError        0" in table
     assert "wrote 5 results" in table
+
+
+def test_task_ids_keep_the_type_the_samples_file_gave_them(tmp_path, mbpp, capsys):
+    """MBPP's own ids are ints: a results file repeats each id as written (int stays int,
+    str stays str), and `coderl evaluate` groups both spellings as one problem."""
+    refs = _references(mbpp)
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"task_id": 2, "code": refs["2"]},
+        {"task_id": "2", "code": "def similar_elements(a, b):\n    return ()\n"},
+        {"task_id": 3, "code": refs["3"]},
+    ]))
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["execute", "--dataset", "mbpp", "--data", str(mbpp), "--samples",
+                     str(samples), "--out", str(out), "--workers", "2",
+                     "--no-progress"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    raw = [r["task_id"] for r in rows]
+    assert raw == [2, "2", 3] and [type(t) for t in raw] == [int, str, int]
+    assert [r["task_id"] for r in jsonl.read_results(out)] == ["2", "2", "3"]
+    # The raw rows (what execute_file returns to the demo) group by the string id too.
+    assert list(metrics.group_by_task(rows)) == ["2", "3"]
+    summary = tmp_path / "summary.json"
+    assert cli.main(["evaluate", "--results", str(out), "--k", "1", "--json", str(summary),
+                     "--problems-dataset", "mbpp", "--data", str(mbpp)]) == 0
+    report = json.loads(summary.read_text())
+    assert report["num_problems"] == 2 and report["num_samples"] == 3
+    assert report["pass@1"] == 75.0  # task 2: 1 of 2 samples, task 3: 1 of 1
 
 
 def test_stop_at_first_failure_and_example_tests(tmp_path, mbpp):

