@@ -17,6 +17,7 @@ so `coderl generate --model MODEL_DIR` works on it like on a Hugging Face direct
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,6 +27,8 @@ import orbax.checkpoint as ocp
 
 CHECKPOINT_SUBDIR = "checkpoints"
 CONFIG_FILE = "config.json"
+# Present in a critic's model dir: {"num_classes": C, "classes": [...]}; absent for an actor.
+CRITIC_FILE = "critic.json"
 METADATA_ITEM = "metadata"
 PARAMS_ITEM = "params"
 
@@ -202,8 +205,12 @@ def save_model_dir(
     tokenizer: Any = None,
     step: int = 0,
     metadata: Mapping[str, Any] | None = None,
+    critic_classes: Iterable[str] | None = None,
 ) -> pathlib.Path:
     """Write a self-contained model dir: config.json, tokenizer files, orbax params at `step`.
+
+    critic_classes: for a critic (T5 + error head), its class names in index order
+    (`outcomes.OUTCOMES` or `BINARY_OUTCOMES`), written to critic.json.
 
     Args:
       config: a `T5Config` (written with its `to_json(path)`).
@@ -214,6 +221,10 @@ def save_model_dir(
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config.to_json(out_dir / CONFIG_FILE)
+    if critic_classes is not None:
+        classes = list(critic_classes)
+        (out_dir / CRITIC_FILE).write_text(
+            json.dumps({"num_classes": len(classes), "classes": classes}, indent=2) + "\n")
     if tokenizer is not None:
         from coderl_jax.data.tokenizer import save_tokenizer
 
@@ -233,6 +244,14 @@ def load_model_config(model_dir: str | pathlib.Path) -> Any:
     return T5Config.from_json(path)
 
 
+def critic_classes(model_dir: str | pathlib.Path) -> list[str] | None:
+    """The class names of a critic's model dir, or None for an actor's."""
+    path = pathlib.Path(model_dir) / CRITIC_FILE
+    if not path.is_file():
+        return None
+    return list(json.loads(path.read_text())["classes"])
+
+
 def load_model_dir(
     model_dir: str | pathlib.Path,
     *,
@@ -240,7 +259,8 @@ def load_model_dir(
     shardings: Any = None,
 ) -> tuple[Any, Any]:
     """Load (config, params) from a model dir written by `save_model_dir` (or a training run
-    whose checkpoints/ holds a "params" item).
+    whose checkpoints/ holds a "params" item). A critic's dir (critic.json) gives the critic
+    params {"backbone", "head"}.
 
     Args:
       step: checkpoint step (default latest).
@@ -252,7 +272,14 @@ def load_model_dir(
 
     model_dir = pathlib.Path(model_dir)
     config = load_model_config(model_dir)
-    abstract = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.key(0))
+    classes = critic_classes(model_dir)
+    if classes is None:
+        abstract = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.key(0))
+    else:
+        from coderl_jax.models.critic import init_critic_params
+
+        abstract = jax.eval_shape(lambda rng: init_critic_params(config, len(classes), rng),
+                                  jax.random.key(0))
     if shardings is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, abstract)

@@ -16,6 +16,10 @@ import sys
 # name -> (module holding add_arguments/main, one-line help). Data, not code paths.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("coderl_jax.eval.demo", "run the whole pipeline on the embedded synthetic benchmark"),
+    "pretrain": ("coderl_jax.train.pretrain", "pretrain a T5 with MSP + NTP on a folder of .py files"),
+    "finetune": ("coderl_jax.train.finetune", "warm start: L_ce on (problem, reference) pairs"),
+    "train-critic": ("coderl_jax.train.critic", "train the critic on sandbox-labelled samples"),
+    "train-repair": ("coderl_jax.train.repair", "train the repair model on failed samples"),
     "generate": ("coderl_jax.eval.generate", "sample programs from a model for a prompts file"),
     "execute": ("coderl_jax.eval.execute", "run samples against unit tests in the sandbox"),
     "evaluate": ("coderl_jax.eval.evaluate", "pass@k / n@k tables and plots from results files"),
@@ -43,7 +47,20 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    # `--gin.BINDING=VALUE` flags are free-form; they are collected here for the mains that
+    # take gin (their own `--gin_file` flags are ordinary options).
+    from coderl_jax.gin_utils import GinBindingError, split_gin_args
+
+    try:
+        argv, gin_bindings = split_gin_args(argv)
+    except GinBindingError as e:
+        print(f"coderl: {e}", file=sys.stderr)
+        return 2
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if gin_bindings and not getattr(args, "takes_gin", False):
+        parser.error(f"{args.command} takes no --gin.* bindings")
+    args.gin_bindings = gin_bindings
     return int(args._main(args) or 0)
 
 

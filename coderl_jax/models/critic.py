@@ -86,3 +86,33 @@ class T5Critic(nn.Module):
         if decoder_mask is None:
             decoder_mask = jnp.ones(decoder_input_ids.shape, bool)
         return self.head(hidden, decoder_mask)
+
+
+# ------------------------------------------------------------------------------------------------
+# Pure helpers around the module
+# ------------------------------------------------------------------------------------------------
+def _init_critic_variables(config: T5Config, num_classes: int, rng: jax.Array):
+    ids = jnp.ones((1, 2), jnp.int32)
+    return T5Critic(config, num_classes).init({"params": rng}, ids, ids)
+
+
+def init_critic_params(config: T5Config, num_classes: int, rng: jax.Array) -> dict:
+    """Random critic params {"backbone": <T5 params>, "head": {...}} as a plain dict."""
+    init = jax.jit(_init_critic_variables, static_argnums=(0, 1))
+    return nn.meta.unbox(init(config, num_classes, rng))["params"]
+
+
+def critic_logical_axes(config: T5Config, num_classes: int) -> dict:
+    """Logical axis names of every critic parameter (abstract init, nothing allocated)."""
+    abstract = jax.eval_shape(lambda r: _init_critic_variables(config, num_classes, r),
+                              jax.random.key(0))
+    return nn.get_partition_spec(abstract)["params"]
+
+
+def token_probabilities(token_logits: jax.Array) -> jax.Array:
+    """softmax over classes per token: [batch, len, C] -> [batch, len, C] float32.
+
+    probs[b, t, u] is the critic's P(outcome u | w_1..t): q(w_t) at the true outcome u for
+    the RL token values, P(PassedTest | w_1..t) for critic sampling's cuts.
+    """
+    return jax.nn.softmax(token_logits.astype(jnp.float32), axis=-1)

@@ -1,0 +1,105 @@
+"""Batched, jitted forward passes of frozen models over (prompt, program) token pairs.
+
+    scorer = Scorer.load("critic_dir")                  # or Scorer(config, params, classes)
+    probs = scorer.critic_probs(prompt_ids, program_ids)   # list of [T_i, C] float32
+    logp = Scorer.load("actor_dir").log_probs(prompt_ids, program_ids)   # list of [T_i]
+
+One place for what the RL learner (critic token values q(w_t), the reference policy's
+log-probs for the KL term) and critic sampling (the binary critic's P(Pass | w_1..t)) need.
+Rows are padded into fixed buckets (batch `batch_size`, lengths rounded up to powers of two)
+so a run compiles a handful of programs at most. Token ids are framed as in training: the
+prompt ids as the encoder input (`<s> ... </s>`), the program ids ending with EOS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from coderl_jax.decoding import bucket
+from coderl_jax.training import batch as batch_lib
+
+
+@functools.cache
+def _critic_fn(config, num_classes: int):
+    from coderl_jax.models.critic import T5Critic, token_probabilities
+
+    def fn(params, b):
+        token_logits, pooled = T5Critic(config, num_classes).apply(
+            {"params": params}, b.encoder_input_tokens, b.decoder_input_tokens,
+            b.encoder_mask, b.decoder_mask)
+        return token_probabilities(token_logits), jax.nn.softmax(pooled)
+    return jax.jit(fn)
+
+
+@functools.cache
+def _actor_fn(config):
+    from coderl_jax.training.step import ActorModel
+
+    return jax.jit(lambda params, b: ActorModel(config).log_probs(params, b))
+
+
+@dataclasses.dataclass
+class Scorer:
+    """A frozen actor (classes None) or critic (classes = its class names)."""
+
+    config: Any
+    params: Any
+    classes: tuple[str, ...] | None = None
+    batch_size: int = 16
+
+    @classmethod
+    def load(cls, model_dir: str, batch_size: int = 16) -> "Scorer":
+        from coderl_jax import checkpoints
+
+        classes = checkpoints.critic_classes(model_dir)
+        if classes is None and not checkpoints.is_model_dir(model_dir):
+            from coderl_jax.models import hf
+
+            config, params = hf.load_hf(model_dir)
+        else:
+            config, params = checkpoints.load_model_dir(model_dir)
+        return cls(config, params, None if classes is None else tuple(classes), batch_size)
+
+    def _batches(self, prompt_ids: Sequence[Sequence[int]],
+                 program_ids: Sequence[Sequence[int]]):
+        if len(prompt_ids) != len(program_ids):
+            raise ValueError(f"{len(prompt_ids)} prompts but {len(program_ids)} programs")
+        for start in range(0, len(prompt_ids), self.batch_size):
+            rows = range(start, min(start + self.batch_size, len(prompt_ids)))
+            examples = []
+            for i in rows:
+                targets = list(program_ids[i]) or [self.config.eos_token_id]
+                examples.append({"inputs": prompt_ids[i], "targets": targets})
+            enc = bucket(max(len(e["inputs"]) for e in examples), 16)
+            dec = bucket(max(len(e["targets"]) for e in examples), 16)
+            yield rows, batch_lib.build_batch(examples, self.batch_size, enc, dec)
+
+    def critic_probs(self, prompt_ids, program_ids) -> list[np.ndarray]:
+        """Per-token class probabilities [T_i, C] (T_i = len(program_ids[i])): row t is
+        P(outcome | w_1..t)."""
+        if self.classes is None:
+            raise ValueError("critic_probs needs a critic (a model dir with critic.json)")
+        fn = _critic_fn(self.config, len(self.classes))
+        out = []
+        for rows, b in self._batches(prompt_ids, program_ids):
+            probs, _ = fn(self.params, batch_lib.critic_inputs(b))
+            probs = np.asarray(probs)
+            out.extend(probs[j, :len(program_ids[i])] for j, i in enumerate(rows))
+        return out
+
+    def log_probs(self, prompt_ids, program_ids) -> list[np.ndarray]:
+        """log p of every program token under the actor: [T_i] float32 each."""
+        if self.classes is not None:
+            raise ValueError("log_probs needs an actor, not a critic")
+        fn = _actor_fn(self.config)
+        out = []
+        for rows, b in self._batches(prompt_ids, program_ids):
+            logp = np.asarray(fn(self.params, b))
+            out.extend(logp[j, :len(program_ids[i])] for j, i in enumerate(rows))
+        return out

@@ -1,0 +1,63 @@
+"""Argument wiring shared by the training mains (train/*.py): gin flags, workdir, shortcuts.
+
+Every training main takes `--workdir DIR`, `--gin_file F` (repeatable; looked up in the
+working directory and gin_configs/) and `--gin.BINDING=VALUE` (collected by the CLI), plus a
+few shortcut flags that are nothing but gin bindings (`--dataset synthetic` is
+`--gin.finetune.dataset='synthetic'`), so there is one way a value reaches a stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+
+def add_common(parser: argparse.ArgumentParser, shortcuts: Sequence[tuple[str, str, str]]
+               ) -> None:
+    """--workdir, --gin_file and the shortcut flags (flag, gin parameter, help)."""
+    parser.add_argument("--workdir", required=True, help="run directory (resumed if present)")
+    parser.add_argument("--gin_file", action="append", default=[],
+                        help="gin config file (repeatable), e.g. experiments/demo_cpu.gin")
+    for flag, _, help_text in shortcuts:
+        kind = None
+        if flag == "--binary":
+            parser.add_argument(flag, action="store_true", default=None, help=help_text)
+            continue
+        parser.add_argument(flag, type=kind, default=None, help=help_text)
+    parser.set_defaults(takes_gin=True)
+
+
+def shortcut_bindings(args: argparse.Namespace, shortcuts: Sequence[tuple[str, str, str]]
+                      ) -> list[str]:
+    out = []
+    for flag, parameter, _ in shortcuts:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            out.append(f"{parameter} = {value!r}")
+    return out
+
+
+def run_stage(args: argparse.Namespace, run_file: str,
+              shortcuts: Sequence[tuple[str, str, str]], stage: Callable[[str], object],
+              name: str) -> int:
+    """Parse gin (run file, --gin_file, shortcut flags, --gin.* bindings), run the stage."""
+    from coderl_jax.host_memory import retain_freed_memory
+
+    retain_freed_memory()  # before JAX starts its threads
+    from coderl_jax import gin_utils
+    from coderl_jax.checkpoints import CheckpointNotFoundError
+    from coderl_jax.training import loop
+
+    try:
+        gin_utils.parse(args.gin_file,
+                        shortcut_bindings(args, shortcuts) + list(args.gin_bindings),
+                        defaults=[run_file])
+        loop.maybe_initialize_distributed()
+        out = stage(args.workdir)
+    except (gin_utils.GinBindingError, ValueError, FileNotFoundError,
+            CheckpointNotFoundError) as e:
+        print(f"coderl {name}: {e}", file=sys.stderr)
+        return 2
+    print(f"coderl {name}: model dir {out}", file=sys.stderr)
+    return 0

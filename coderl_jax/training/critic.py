@@ -1,0 +1,141 @@
+"""Training the critic on programs labelled by the sandbox (CodeRL Sec. 3.2).
+
+Training rows: every sampled program of a samples file with its outcome from the results
+file (CompileError / RuntimeError / FailedTest / PassedTest; InternalError rows are dropped
+and counted), plus each problem's ground-truth programs labelled PassedTest. `binary=True`
+trains the inference-time critic over {FailedTest, PassedTest} (every non-pass is a fail).
+The backbone starts from an actor (our model dir, a HF dir / hub id) or from scratch; the
+error head starts random. Problems are split into train and held-out by a seeded share, and
+the held-out accuracy, per-class recall and confusion are logged and written to
+`workdir/critic_eval.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Callable
+
+import gin
+import jax
+import numpy as np
+
+from coderl_jax import outcomes
+from coderl_jax.training import common, loop
+from coderl_jax.training.optimizer import OptimizerConfig
+from coderl_jax.training.step import CriticModel
+
+EVAL_FILE = "critic_eval.json"
+
+
+def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
+                    max_source_length: int, max_target_length: int,
+                    include_references: bool = True) -> tuple[list[dict], int]:
+    """({"task_id", "inputs", "targets", "label"} rows, number of too-long programs skipped)."""
+    from coderl_jax.data.prompts import format_prompt
+
+    prompts = {t: format_prompt(problems_by_id[t], tokenizer, max_source_length)
+               for t in task_ids}
+    rows, skipped = [], 0
+
+    def add(task_id, code, outcome):
+        nonlocal skipped
+        inputs, targets = common.encode_pair(tokenizer, prompts[task_id], code)
+        if len(targets) > max_target_length:
+            skipped += 1
+            return
+        rows.append({"task_id": task_id, "inputs": inputs, "targets": targets,
+                     "label": outcomes.outcome_index(outcome, binary=binary)})
+
+    wanted = set(task_ids)
+    for s in labelled:
+        if s.task_id in wanted:
+            add(s.task_id, s.code, s.outcome)
+    if include_references:
+        for t in task_ids:
+            for solution in problems_by_id[t].solutions:
+                add(t, solution, outcomes.PASSED_TEST)
+    return rows, skipped
+
+
+def critic_report(model, params, batches, classes) -> dict:
+    """Accuracy, per-class recall and the confusion matrix of `batches` (held-out rows)."""
+    from coderl_jax.rl import losses
+
+    fn = jax.jit(lambda p, b: model.logits(p, b)[1])
+    confusion = np.zeros((len(classes), len(classes)))
+    for b in batches:
+        pooled = fn(params, b)
+        confusion += np.asarray(losses.critic_confusion(pooled, b.labels, b.label_weights))
+    total = confusion.sum()
+    recall = {c: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
+              for i, c in enumerate(classes)}
+    return {"accuracy": float(np.trace(confusion) / total) if total else float("nan"),
+            "recall": recall, "confusion": confusion.astype(int).tolist(),
+            "classes": list(classes), "rows": int(total)}
+
+
+@gin.configurable(module="coderl_jax.training")
+def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gin.REQUIRED,
+                 dataset: str = gin.REQUIRED, data: str | None = None, binary: bool = False,
+                 init_model: str | None = None, tokenizer: str | None = None,
+                 max_source_length: int = 600, max_target_length: int = 512,
+                 holdout_fraction: float = 0.1, include_references: bool = True,
+                 log: Callable[[str], None] = print) -> pathlib.Path:
+    """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
+    from coderl_jax.data import loaders
+    from coderl_jax.models.critic import init_critic_params
+
+    classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
+    problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
+    labelled, internal = common.read_labelled_samples(samples, results, problems)
+    init = common.load_init(init_model, tokenizer)
+    trainer = loop.TrainerConfig()
+    ids = sorted({s.task_id for s in labelled})
+    train_ids, held_ids = common.split_holdout(ids, holdout_fraction, trainer.seed)
+    args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
+    rows, skipped = critic_examples(labelled, problems, train_ids, *args[1:],
+                                    include_references=include_references)
+    rows = [dict(r) for r in rows]
+    held, held_skipped = critic_examples(labelled, problems, held_ids, *args[1:],
+                                         include_references=False)
+    counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
+    log(f"[train-critic] {len(rows)} rows ({', '.join(f'{c} {n}' for c, n in zip(classes, counts))}) "
+        f"from {len(train_ids)} problems, {len(held)} held-out rows from {len(held_ids)}; "
+        f"{internal} InternalError samples dropped, {skipped + held_skipped} programs longer "
+        f"than {max_target_length} tokens skipped")
+    if not rows:
+        raise ValueError(f"train-critic: no labelled programs in {samples}")
+
+    model = CriticModel(init.config, len(classes))
+    params = None
+    if init.params is not None:
+        if "backbone" in init.params:  # a critic dir: continue from it
+            params = init.params
+        else:  # an actor: its network is the backbone, the head starts random
+            head = init_critic_params(init.config, len(classes), jax.random.key(trainer.seed))
+            params = {"backbone": init.params, "head": head["head"]}
+    held_batches = common.fixed_batches(held, trainer.batch_size, max_source_length,
+                                        max_target_length, kind="critic")
+
+    def evaluate(state) -> dict:
+        if not held_batches:
+            return {}
+        report = critic_report(model, state.params, held_batches, classes)
+        return {"heldout_accuracy": report["accuracy"]}
+
+    state = loop.run_training(
+        workdir=workdir, model=model, trainer=trainer, optimizer=OptimizerConfig(),
+        init_params=(lambda: params) if params is not None else None,
+        make_batches=common.make_batch_stream(rows, trainer.batch_size, max_source_length,
+                                              max_target_length, trainer.seed, kind="critic"),
+        eval_fn=evaluate, log=log, desc="train-critic")
+    report = critic_report(model, state.params, held_batches, classes) if held_batches else {}
+    report.update(train_rows=len(rows), heldout_problems=len(held_ids),
+                  internal_errors_dropped=internal)
+    if jax.process_index() == 0:
+        pathlib.Path(workdir, EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    if report.get("rows"):
+        log(f"[train-critic] held-out accuracy {report['accuracy']:.3f} on {report['rows']} rows")
+    return common.save_final(workdir, init, state, critic_classes=classes,
+                             metadata={"stage": "train-critic", "init": init.source})

@@ -1,0 +1,119 @@
+"""The warm start (and the repair model's training): L_ce on (prompt, program) pairs.
+
+    model_dir = finetune(workdir, dataset="synthetic", data="train.jsonl",
+                         init_model="pretrain/model")
+
+Examples are (prompt of `prompts.format_prompt`, reference solution) pairs
+(`objectives.supervised_examples`: a solution longer than max_target_length is left out and
+counted, never cut). A seeded share of the problems is held out; every `eval_period` steps
+and at the end the held-out loss and the greedy pass@1 through the sandbox are logged.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import gin
+
+from coderl_jax.training import common, loop
+from coderl_jax.training.optimizer import OptimizerConfig
+from coderl_jax.training.step import ActorModel
+
+
+def train_supervised(workdir: str | pathlib.Path, init: common.InitModel,
+                     examples: Sequence[dict], *, max_source_length: int,
+                     max_target_length: int, heldout_examples: Sequence[dict] = (),
+                     heldout_problems: Sequence[Any] = (), eval_problems: int = 0,
+                     trainer: loop.TrainerConfig | None = None,
+                     optimizer: OptimizerConfig | None = None, desc: str = "finetune",
+                     log: Callable[[str], None] = print) -> pathlib.Path:
+    """Train the actor with L_ce on `examples` ({"inputs", "targets"} token ids) and write
+    `workdir/model`. Held-out loss on `heldout_examples`, greedy pass@1 on up to
+    `eval_problems` of `heldout_problems` (sandbox, hidden tests)."""
+    trainer = trainer or loop.TrainerConfig()
+    optimizer = optimizer or OptimizerConfig()
+    if not examples:
+        raise ValueError(f"{desc}: no training examples")
+    model = ActorModel(init.config)
+    heldout_batches = common.fixed_batches(list(heldout_examples), trainer.batch_size,
+                                           max_source_length, max_target_length)
+    executor = None
+    if eval_problems and heldout_problems:
+        from coderl_jax.sandbox import Executor
+
+        executor = Executor(2)
+
+    def evaluate(state) -> dict:
+        results = {}
+        if heldout_batches:
+            results["heldout_nll"] = common.heldout_nll(model, state, heldout_batches)
+        if executor is not None:
+            results["heldout_greedy_pass@1"] = common.greedy_pass_rate(
+                init.config, state.params, init.tokenizer, list(heldout_problems)[:eval_problems],
+                executor, max_source_length=max_source_length,
+                max_new_tokens=max_target_length)
+        return results
+
+    try:
+        state = loop.run_training(
+            workdir=workdir, model=model, trainer=trainer, optimizer=optimizer,
+            init_params=(lambda: init.params) if init.params is not None else None,
+            make_batches=common.make_batch_stream(examples, trainer.batch_size,
+                                                  max_source_length, max_target_length,
+                                                  trainer.seed),
+            eval_fn=evaluate, log=log, desc=desc)
+    finally:
+        if executor is not None:
+            executor.close()
+    out = common.save_final(workdir, init, state, metadata={"stage": desc, "init": init.source})
+    log(f"[{desc}] wrote {out}")
+    return out
+
+
+@gin.configurable(module="coderl_jax.training")
+def finetune(workdir: str, *, dataset: str = gin.REQUIRED, data: str | None = None,
+             init_model: str | None = None, tokenizer: str | None = None,
+             max_source_length: int = 600, max_target_length: int = 512,
+             holdout_fraction: float = 0.05, eval_problems: int = 32,
+             max_problems: int | None = None, log: Callable[[str], None] = print
+             ) -> pathlib.Path:
+    """Warm-start the actor on a problem set's reference solutions; returns the model dir.
+
+    Args:
+      dataset, data: the problems (`loaders.load_problems`: synthetic, apps, mbpp, ...).
+      init_model: our model dir, a HF dir or a hub id; None = scratch (needs `tokenizer`).
+      max_source_length / max_target_length: the fixed encoder / decoder lengths.
+      holdout_fraction: share of the problems held out for the held-out loss and greedy
+        pass@1 (on at most `eval_problems` of them).
+      max_problems: use only the first N problems (smoke runs).
+    """
+    from coderl_jax.data import loaders, objectives
+
+    problems = loaders.load_problems(dataset, data)[:max_problems]
+    if not any(p.solutions for p in problems):
+        raise ValueError(f"finetune: no problem of {dataset} {data or ''} has a reference "
+                         "solution; the warm start needs (problem, solution) pairs")
+    init = common.load_init(init_model, tokenizer)
+    trainer = loop.TrainerConfig()
+    train_problems, held = common.split_holdout(problems, holdout_fraction, trainer.seed)
+
+    def examples_of(ps):
+        stats = objectives.SupervisedStats()
+        out = list(objectives.supervised_examples(ps, init.tokenizer,
+                                                  max_source_length=max_source_length,
+                                                  max_target_length=max_target_length,
+                                                  stats=stats))
+        return out, stats
+
+    examples, stats = examples_of(train_problems)
+    heldout, _ = examples_of(held)
+    log(f"[finetune] {len(examples)} (prompt, solution) pairs from {len(train_problems)} "
+        f"problems ({len(stats.unsolved)} without solutions, {len(stats.long_targets)} "
+        f"solutions longer than {max_target_length} tokens left out); {len(held)} held out")
+    return train_supervised(workdir, init, examples, max_source_length=max_source_length,
+                            max_target_length=max_target_length, heldout_examples=heldout,
+                            heldout_problems=held, eval_problems=eval_problems,
+                            trainer=trainer, optimizer=OptimizerConfig(), desc="finetune",
+                            log=log)

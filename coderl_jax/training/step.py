@@ -1,0 +1,227 @@
+"""The one train step: `step(state, batch) -> (state, metrics)`, jitted once, sharded, donated.
+
+Every trainer (pretrain, warm start, repair model, critic, RL actor) runs this step; what
+differs is data: the batch's per-token weights and labels (`batch.py`), and which network
+computes the loss (`ActorModel`: the T5 LM, or `CriticModel`: the T5 + error head). Both are
+small frozen dataclasses (hashable: they are static arguments of the jit) with
+`init(rng) -> params`, `logical_axes()` and `loss(params, batch, rng) -> (objective, sums)`.
+
+Gradient accumulation: with `num_microbatches = M > 1` the batch is cut into M microbatches
+(row b goes to microbatch b % M, so every microbatch spans every data shard), a `lax.scan`
+sums their gradients and metric sums, and one update follows. Because the weights in the
+batch are already normalised over the whole batch, the accumulated gradient *equals* the
+full-batch gradient (tests/test_train_step.py checks it on 8 simulated devices).
+
+Metrics are sums inside the step and become means at its end: `loss` (the objective),
+`token_nll` (mean -log p over real target tokens), `kl` (mean KL estimate over tokens with a
+KL weight), critic `accuracy` and `confusion` [C, C], `grad_norm`, `learning_rate`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from coderl_jax import partitioning
+from coderl_jax.models.config import T5Config
+from coderl_jax.rl import losses
+from coderl_jax.training.batch import Batch
+from coderl_jax.training.state import TrainState
+
+# Times the step was traced (= compiled), per model kind; tests read it.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class ActorModel:
+    """The T5 actor: loss = sum(token_weights * -log p) + sum(kl_weights * KL_t)."""
+
+    config: T5Config
+    kind: str = "actor"
+
+    def init(self, rng: jax.Array) -> dict:
+        from coderl_jax.models.t5 import init_params
+
+        return init_params(self.config, rng)
+
+    def logical_axes(self) -> dict:
+        from coderl_jax.models.t5 import param_logical_axes
+
+        return param_logical_axes(self.config)
+
+    def log_probs(self, params, batch: Batch, rng=None, deterministic: bool = True):
+        """log p of every target token: [B, T] float32."""
+        from coderl_jax.models.t5 import T5
+
+        logits = T5(self.config).apply(
+            {"params": params}, batch.encoder_input_tokens, batch.decoder_input_tokens,
+            batch.encoder_mask, batch.decoder_mask, deterministic=deterministic,
+            rngs=None if deterministic else {"dropout": rng})
+        return losses.token_log_probs(logits, batch.decoder_target_tokens)
+
+    def loss(self, params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
+        log_p = self.log_probs(params, batch, rng, deterministic=self.config.dropout_rate == 0)
+        mask = batch.decoder_mask.astype(jnp.float32)
+        kl_on = (batch.kl_weights != 0).astype(jnp.float32)
+        kl = losses.kl_estimate(log_p, batch.reference_log_probs)
+        objective = (losses.weighted_nll(log_p, batch.token_weights)
+                     + losses.kl_penalty(log_p, batch.reference_log_probs, batch.kl_weights))
+        sums = {"nll_sum": -jnp.sum(mask * log_p), "tokens": jnp.sum(mask),
+                "kl_sum": jnp.sum(kl_on * kl), "kl_tokens": jnp.sum(kl_on)}
+        return objective, sums
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticModel:
+    """The critic: T5 backbone + error head; loss = sum(label_weights * CE(pooled, label))."""
+
+    config: T5Config
+    num_classes: int
+    kind: str = "critic"
+
+    def init(self, rng: jax.Array) -> dict:
+        from coderl_jax.models.critic import init_critic_params
+
+        return init_critic_params(self.config, self.num_classes, rng)
+
+    def logical_axes(self) -> dict:
+        from coderl_jax.models.critic import critic_logical_axes
+
+        return critic_logical_axes(self.config, self.num_classes)
+
+    def logits(self, params, batch: Batch, rng=None, deterministic: bool = True):
+        """(token_logits [B, T, C], pooled_logits [B, C]) of the batch's programs."""
+        from coderl_jax.models.critic import T5Critic
+
+        return T5Critic(self.config, self.num_classes).apply(
+            {"params": params}, batch.encoder_input_tokens, batch.decoder_input_tokens,
+            batch.encoder_mask, batch.decoder_mask, deterministic=deterministic,
+            rngs=None if deterministic else {"dropout": rng})
+
+    def loss(self, params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
+        _, pooled = self.logits(params, batch, rng, deterministic=self.config.dropout_rate == 0)
+        objective = losses.critic_loss(pooled, batch.labels, batch.label_weights)
+        confusion = losses.critic_confusion(pooled, batch.labels, batch.label_weights)
+        return objective, {"confusion": confusion}
+
+
+def _split_microbatches(batch: Batch, m: int) -> Batch:
+    """[B, ...] -> [M, B/M, ...] with row b in microbatch b % M (strided: each microbatch
+    keeps rows from every data shard)."""
+    def split(x):
+        if x.shape[0] % m:
+            raise ValueError(f"batch size {x.shape[0]} is not divisible by {m} microbatches")
+        y = x.reshape((x.shape[0] // m, m) + x.shape[1:])
+        y = jnp.swapaxes(y, 0, 1)
+        return nn.with_logical_constraint(y, (None, "batch") + (None,) * (x.ndim - 1))
+    return jax.tree.map(split, batch)
+
+
+def _finish_metrics(objective, sums: dict, grads, lr) -> dict:
+    metrics = {"loss": objective, "grad_norm": optax.global_norm(grads), "learning_rate": lr}
+    if "tokens" in sums:
+        metrics["token_nll"] = sums["nll_sum"] / jnp.maximum(sums["tokens"], 1.0)
+        metrics["tokens"] = sums["tokens"]
+        metrics["kl"] = sums["kl_sum"] / jnp.maximum(sums["kl_tokens"], 1.0)
+    if "confusion" in sums:
+        confusion = sums["confusion"]
+        total = jnp.sum(confusion)
+        metrics["accuracy"] = jnp.trace(confusion) / jnp.maximum(total, 1.0)
+        metrics["confusion"] = confusion
+        metrics["rows"] = total
+    return metrics
+
+
+def train_step(state: TrainState, batch: Batch, *, model, tx: optax.GradientTransformation,
+               schedule: Callable, num_microbatches: int = 1) -> tuple[TrainState, dict]:
+    """One update. state, batch -> (new state, metrics dict of scalars (+ confusion)).
+
+    Pure: the dropout key of microbatch i is fold_in(fold_in(state.rng, state.step), i).
+    """
+    TRACE_COUNTS[model.kind] += 1
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    if num_microbatches == 1:
+        (objective, sums), grads = grad_fn(state.params, batch, jax.random.fold_in(rng, 0))
+    else:
+        micro = _split_microbatches(batch, num_microbatches)
+
+        def accumulate(carry, inputs):
+            index, mb = inputs
+            (obj, sums), grads = grad_fn(state.params, mb, jax.random.fold_in(rng, index))
+            return jax.tree.map(jnp.add, carry, (obj, sums, grads)), None
+
+        (first_obj, first_sums), first_grads = jax.eval_shape(
+            grad_fn, state.params, jax.tree.map(lambda x: x[0], micro), rng)
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32),
+                             (first_obj, first_sums, first_grads))
+        (objective, sums, grads), _ = jax.lax.scan(
+            accumulate, zeros, (jnp.arange(num_microbatches), micro))
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = _finish_metrics(objective, sums, grads, schedule(state.step))
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+
+def batch_shardings(mesh) -> Batch:
+    """Every batch field split over "data" along its leading axis."""
+    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    return Batch(**{f.name: sharding for f in dataclasses.fields(Batch)})
+
+
+def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable, mesh,
+                    shardings: TrainState, num_microbatches: int = 1):
+    """`train_step` jitted with explicit in/out shardings and a donated state.
+
+    Returns `step(state, batch) -> (state, metrics)`; it binds the mesh and logical rules
+    while tracing, so the model's activation constraints apply.
+    """
+    if num_microbatches < 1:
+        raise ValueError(f"num_microbatches must be >= 1, got {num_microbatches}")
+    fn = functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                           num_microbatches=num_microbatches)
+    jitted = jax.jit(fn, in_shardings=(shardings, batch_shardings(mesh)),
+                     out_shardings=(shardings, partitioning.replicated(mesh)),
+                     donate_argnums=(0,))
+
+    def step(state: TrainState, batch: Batch):
+        with partitioning.activate(mesh):
+            return jitted(state, batch)
+
+    step.jitted = jitted
+    return step
+
+
+def make_eval_fn(model, mesh, param_shardings):
+    """Jitted deterministic forward for evaluation: (params, batch) -> per-row results.
+
+    Actor: log p [B, T] of the targets. Critic: (token probabilities [B, T, C], pooled
+    logits [B, C]). Used by held-out evaluation, the RL learner (critic values, reference
+    log-probs) and critic sampling.
+    """
+    if model.kind == "actor":
+        def fn(params, batch):
+            return model.log_probs(params, batch)
+    else:
+        from coderl_jax.models.critic import token_probabilities
+
+        def fn(params, batch):
+            token_logits, pooled = model.logits(params, batch)
+            return token_probabilities(token_logits), pooled
+    jitted = jax.jit(fn, in_shardings=(param_shardings, batch_shardings(mesh)))
+
+    def run(params, batch):
+        with partitioning.activate(mesh):
+            return jitted(params, batch)
+
+    return run

@@ -1,0 +1,34 @@
+"""`coderl train-repair`: the repair model, failed sample + outcome + subtype -> reference.
+
+    coderl train-repair --workdir DIR --samples S.jsonl --results R.jsonl \
+        --dataset synthetic --data train.jsonl [--init-model MODEL] [--gin_file F]
+
+Wiring only; the stage is `coderl_jax.training.repair.train_repair`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SHORTCUTS = (
+    ("--samples", "train_repair.samples", "samples JSONL (coderl generate)"),
+    ("--results", "train_repair.results", "its results JSONL (coderl execute)"),
+    ("--dataset", "train_repair.dataset", "problem set of the samples"),
+    ("--data", "train_repair.data", "problems file or folder"),
+    ("--init-model", "train_repair.init_model", "start from a model dir / HF dir / hub id"),
+    ("--tokenizer", "train_repair.tokenizer", "tokenizer dir (training from scratch)"),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from coderl_jax.training.cli_wiring import add_common
+
+    add_common(parser, SHORTCUTS)
+
+
+def main(args: argparse.Namespace) -> int:
+    from coderl_jax.training.cli_wiring import run_stage
+    from coderl_jax.training.repair import train_repair
+
+    return run_stage(args, "runs/repair.gin", SHORTCUTS, lambda w: train_repair(w),
+                     "train-repair")
