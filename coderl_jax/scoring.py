@@ -85,13 +85,22 @@ class Scorer:
         P(outcome | w_1..t)."""
         if self.classes is None:
             raise ValueError("critic_probs needs a critic (a model dir with critic.json)")
+        return self.critic_outputs(prompt_ids, program_ids)[0]
+
+    def critic_outputs(self, prompt_ids, program_ids
+                       ) -> tuple[list[np.ndarray], np.ndarray]:
+        """(per-token class probabilities [T_i, C] as `critic_probs`, the sequence-level
+        prediction softmax(max-pooled logits) [N, C])."""
+        if self.classes is None:
+            raise ValueError("critic_outputs needs a critic (a model dir with critic.json)")
         fn = _critic_fn(self.config, len(self.classes))
-        out = []
+        tokens, pooled = [], []
         for rows, b in self._batches(prompt_ids, program_ids):
-            probs, _ = fn(self.params, batch_lib.critic_inputs(b))
-            probs = np.asarray(probs)
-            out.extend(probs[j, :len(program_ids[i])] for j, i in enumerate(rows))
-        return out
+            probs, seq = fn(self.params, batch_lib.critic_inputs(b))
+            probs, seq = np.asarray(probs), np.asarray(seq)
+            tokens.extend(probs[j, :len(program_ids[i])] for j, i in enumerate(rows))
+            pooled.extend(seq[j] for j, _ in enumerate(rows))
+        return tokens, np.asarray(pooled).reshape(len(tokens), len(self.classes))
 
     def log_probs(self, prompt_ids, program_ids) -> list[np.ndarray]:
         """log p of every program token under the actor: [T_i] float32 each."""
