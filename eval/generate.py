@@ -4,6 +4,8 @@
     coderl generate --model MODEL --dataset {apps,mbpp,humaneval,synthetic} [--data PATH] \
         --out SAMPLES.jsonl [--greedy | --temperature T --top-p P] [--num-samples N] ...
     coderl generate --model MODEL --prompts PROMPTS.jsonl --out SAMPLES.jsonl ...
+    coderl generate --model MODEL --dataset D --data PATH --num-samples N --out S.jsonl \
+        --critic-sampling --critic BINARY_CRITIC [--repair-model R --repair-top-m M]
 
   common: [--max-new-tokens L] [--seed S] [--batch-size B] [--max-source-length L] [--step S]
 
@@ -55,14 +57,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step of our model dir (default: latest)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    # CRITIC SAMPLING goes here (DESIGN.md, "critic sampling"): its own argument group
-    # (--critic-sampling --critic C --repair-model R --repair-top-m M, and --example-tests for
-    # APPS, which it runs), valid with --dataset only, dispatched in `main` below.
+    cs = parser.add_argument_group(
+        "critic sampling (paper Sec. 3.3; with --dataset): refine programs that pass the "
+        "example tests, repair when none does")
+    cs.add_argument("--critic-sampling", action="store_true",
+                    help="run critic sampling; the output holds the final N programs per problem")
+    cs.add_argument("--critic", default=None, help="binary critic model dir (train-critic --binary)")
+    cs.add_argument("--repair-model", default=None,
+                    help="repair model dir (train-repair); without it, problems where no "
+                    "program passes the example tests keep their initial samples")
+    cs.add_argument("--repair-top-m", type=int, default=1,
+                    help="failed programs sent to the repair model (top-M by critic score)")
+    cs.add_argument("--example-tests", default=None,
+                    help="apps: CodeRL's example tests (test_example_tests.jsonl or folder)")
+    cs.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPUs)")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.greedy and args.top_p is not None:
         print("coderl generate: --top-p has no effect with --greedy", file=sys.stderr)
+        return 2
+    if args.critic_sampling and (args.dataset is None or not args.critic):
+        print("coderl generate: --critic-sampling needs --dataset and --critic", file=sys.stderr)
+        return 2
+    if not args.critic_sampling and (args.critic or args.repair_model):
+        print("coderl generate: --critic/--repair-model go with --critic-sampling",
+              file=sys.stderr)
         return 2
     if args.prompts is not None and args.data is not None:
         print("coderl generate: --data goes with --dataset, not --prompts", file=sys.stderr)
@@ -81,8 +101,15 @@ def main(args: argparse.Namespace) -> int:
             num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
             greedy=args.greedy,
         )
-        # (critic sampling: its driver is called here instead when asked for.)
-        if args.dataset is not None:
+        if args.critic_sampling:
+            from coderl_jax.critic_sampling import critic_sample_file
+
+            written = critic_sample_file(
+                args.model, args.dataset, args.data, args.out, sampling, critic=args.critic,
+                repair_model=args.repair_model, repair_top_m=args.repair_top_m,
+                example_tests=args.example_tests, workers=args.workers, seed=args.seed,
+                batch_size=args.batch_size, max_source_length=args.max_source_length)
+        elif args.dataset is not None:
             written = generation.generate_problems_file(
                 args.model, args.dataset, args.data, args.out, sampling, **common)
         else:
