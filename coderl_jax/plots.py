@@ -95,6 +95,47 @@ def _save(fig, path: pathlib.Path) -> pathlib.Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return pathlib.Path(path)
+
+
+def plot_systems_pass_at_k(curves: Mapping[str, Mapping[int, float]],
+                           path: pathlib.Path) -> pathlib.Path:
+    """pass@k (percent) against k for several systems (e.g. CE, CE+, CodeRL, + critic
+    sampling) on the same problems: {system: {k: pass@k}}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    highest = 0.0
+    for name, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", label=name)
+        highest = max([highest, *curve.values()])
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k (%)")
+    ax.set_ylim(0, min(100.0, max(10.0, 1.15 * highest)))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_systems_outcomes(reports: Mapping[str, Mapping], path: pathlib.Path) -> pathlib.Path:
+    """Outcome shares of several systems' samples side by side (paper Fig. 8)."""
+    plt = _pyplot()
+    names = list(reports)
+    outcome_names = [o for o in next(iter(reports.values()))["outcomes"]
+                     if o != "InternalError" or any(r["outcomes"].get(o) for r in reports.values())]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    width = 0.8 / max(len(names), 1)
+    for i, name in enumerate(names):
+        counts = reports[name]["outcomes"]
+        total = max(sum(counts.values()), 1)
+        xs = [j + i * width for j in range(len(outcome_names))]
+        ax.bar(xs, [100.0 * counts.get(o, 0) / total for o in outcome_names], width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(outcome_names))], outcome_names)
+    ax.tick_params(axis="x", labelsize="small")
+    ax.set_ylabel("% of samples")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
