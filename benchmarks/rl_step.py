@@ -1,0 +1,181 @@
+"""One online RL step, broken down, with the sandbox overlap switched on and off.
+
+    python benchmarks/rl_step.py [--configs demo,codet5-small] [--steps 3] [--workers 2]
+                                 [--actor DIR --critic DIR]   # trained demo models instead
+
+For each config, a `Learner` (the library's, as `coderl train-rl` runs it) takes P = 8
+synthetic train problems per step, K = 4 samples + 1 greedy baseline each, scores them with a
+4-class critic of the same shape and updates with the one train step. Reported per step
+(median over --steps measured steps after one warm-up step, overlap on and off alternating):
+
+  sampling   decoding the baselines and samples (programs go to the sandbox per chunk)
+  execution  sandbox wall time, first submission to last verdict (total)
+  waited     the part of it the step actually blocked on (Learner timings["wait"])
+  critic     the critic's forward pass over the samples
+  update     building the weighted batch + the jitted train step
+  step       the whole step
+
+Targets (issue 12): with overlap on, waited <= 10% of the step; overlap on faster than off.
+Random weights by default (their programs mostly fail to compile, so the sandbox's share is
+small); --actor/--critic use trained demo models for a realistic mix of outcomes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+CONFIGS = {
+    # DESIGN.md's demo model; source 256 / target 64 tokens as in the demo.
+    "demo": dict(shape=dict(vocab_size=2048, d_model=128, d_kv=32, d_ff=512, num_layers=2,
+                            num_heads=4), source=256, target=64),
+    # Salesforce/codet5-small's shape (60M), random weights, source 600 / target 128.
+    "codet5-small": dict(shape=dict(vocab_size=32100, d_model=512, d_kv=64, d_ff=2048,
+                                    num_layers=6, num_heads=8), source=600, target=128),
+}
+
+
+class TimedExecutor:
+    """Wraps an Executor: records when programs were submitted and when verdicts arrived."""
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.reset()
+
+    def reset(self):
+        self.first_submit = None
+        self.last_done = None
+
+    def submit(self, *args, **kwargs):
+        now = time.monotonic()
+        self.first_submit = now if self.first_submit is None else self.first_submit
+        future = self.executor.submit(*args, **kwargs)
+
+        def done(_):
+            self.last_done = time.monotonic()
+        future.add_done_callback(done)
+        return future
+
+    @property
+    def execution(self) -> float:
+        if self.first_submit is None or self.last_done is None:
+            return 0.0
+        return self.last_done - self.first_submit
+
+
+def build(name: str, args, tokenizer, problems):
+    import jax
+
+    from coderl_jax import partitioning
+    from coderl_jax.models.config import T5Config
+    from coderl_jax.models.critic import init_critic_params
+    from coderl_jax.models.t5 import init_params
+    from coderl_jax.rl import learner as learner_lib
+    from coderl_jax.scoring import Scorer
+    from coderl_jax.training import optimizer as optimizer_lib
+    from coderl_jax.training import state as state_lib
+    from coderl_jax.training import step as step_lib
+
+    spec = CONFIGS[name]
+    if args.actor and name == "demo":
+        from coderl_jax.generation import load_model
+
+        config, params, tokenizer = load_model(args.actor)
+        critic = Scorer.load(args.critic)
+    else:
+        config = T5Config(**spec["shape"], num_decoder_layers=spec["shape"]["num_layers"],
+                          dropout_rate=0.0)
+        params = init_params(config, jax.random.key(0))
+        critic = Scorer(config, init_critic_params(config, 4, jax.random.key(1)),
+                        ("CompileError", "RuntimeError", "FailedTest", "PassedTest"))
+    cfg = learner_lib.RLConfig(problems_per_step=8, num_samples=4,
+                               max_source_length=spec["source"], max_new_tokens=spec["target"])
+    mesh = partitioning.make_mesh()
+    model = step_lib.ActorModel(config)
+    tx, schedule = optimizer_lib.make_optimizer(optimizer_lib.OptimizerConfig(learning_rate=1e-4),
+                                                1000)
+    state, shardings = state_lib.create_state(model, tx, mesh, 0, params)
+    step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings)
+    prepared = learner_lib.prepare_problems(problems, tokenizer, spec["source"], spec["target"])
+    return config, tokenizer, cfg, critic, state, step_fn, step_lib.batch_shardings(mesh), prepared
+
+
+def run_config(name: str, args, tokenizer, problems, executor) -> dict:
+    import dataclasses
+
+    from coderl_jax.rl import learner as learner_lib
+
+    config, tokenizer, cfg, critic, state, step_fn, b_shard, prepared = build(
+        name, args, tokenizer, problems)
+    timed = TimedExecutor(executor)
+    rows = {True: [], False: []}
+    order = [True, False] * (args.steps + 1)
+    for i, overlap in enumerate(order):
+        run_cfg = dataclasses.replace(cfg, overlap=overlap)
+        rl = learner_lib.Learner(config, tokenizer, run_cfg, critic=critic, executor=timed,
+                                 step_fn=step_fn, batch_shardings=b_shard)
+        batch = [prepared[(i * 8 + j) % len(prepared)] for j in range(8)]
+        timed.reset()
+        timings: dict = {}
+        start = time.monotonic()
+        groups, probs, _, ref = rl.collect(state.params, batch, i, timings)
+        state, _ = rl.update(state, groups, probs, ref, timings)
+        timings["step"] = time.monotonic() - start
+        timings["execution"] = timed.execution
+        if i >= 2:  # the first on/off pair compiles
+            rows[overlap].append(timings)
+        print(f"  {name} overlap={'on' if overlap else 'off'} step {i}: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()), file=sys.stderr)
+    return {overlap: {k: statistics.median(t[k] for t in ts) for k in ts[0]}
+            for overlap, ts in rows.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="demo,codet5-small")
+    parser.add_argument("--steps", type=int, default=3, help="measured steps per setting")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--actor", default=None, help="trained demo actor (demo config only)")
+    parser.add_argument("--critic", default=None, help="its 4-class critic")
+    args = parser.parse_args()
+
+    from coderl_jax.host_memory import retain_freed_memory
+
+    retain_freed_memory()
+    from coderl_jax.data import corpus, synthetic, tokenizer as tok_lib
+    from coderl_jax.sandbox import Executor
+
+    problems = synthetic.generate_problems("train", 64, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = corpus.read_corpus(max_bytes=400_000).texts() + [p.solutions[0] for p in problems]
+        tok_lib.save_tokenizer(tok_lib.train_tokenizer(texts, 2048), tmp)
+        tokenizer = tok_lib.load_tokenizer(tmp)
+    results = {}
+    with Executor(args.workers) as executor:
+        for name in args.configs.split(","):
+            results[name] = run_config(name, args, tokenizer, problems, executor)
+    print(f"\nOne online RL step (P=8 problems x K=4 samples + greedy, critic, update), "
+          f"median of {args.steps} steps, {args.workers} sandbox workers, "
+          f"{os.cpu_count()} CPU cores; seconds:\n")
+    print("| config | overlap | sampling | execution (total) | waited | critic | update | "
+          "step | waited / step |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, by in results.items():
+        for overlap in (True, False):
+            t = by[overlap]
+            print(f"| {name} | {'on' if overlap else 'off'} | {t['sampling']:.2f} | "
+                  f"{t['execution']:.2f} | {t['wait']:.2f} | {t['critic']:.2f} | "
+                  f"{t['update']:.2f} | {t['step']:.2f} | {t['wait'] / t['step']:.1%} |")
+        speedup = by[False]["step"] / by[True]["step"]
+        print(f"| {name} | on vs off | | | | | | {speedup:.2f}x | |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
