@@ -197,7 +197,12 @@ def render_report(result: dict, cfg: DemoConfig) -> str:
     if "critic_sampling" in result:
         cs = result["critic_sampling"]
         lines += ["", "## Critic sampling paths (test problems)", "",
-                  ", ".join(f"{k} {v}" for k, v in cs.items())]
+                  ", ".join(f"{k} {v}" for k, v in cs.items()), "",
+                  "| path | problems | CodeRL sample pass rate | + critic sampling |",
+                  "|---|---:|---:|---:|"]
+        for mode, entry in result.get("critic_sampling_by_path", {}).items():
+            lines.append(f"| {mode} | {entry['problems']} | {_pct(entry['coderl'])} | "
+                         f"{_pct(entry['coderl_cs'])} |")
     if "ablation" in result:
         lines += ["", "## Return estimators (same budget and seed)", "",
                   f"| estimator | pass@1 | pass@{n} | train sample pass rate (last step) |",
@@ -331,11 +336,14 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
                 f"pass@{cfg.eval_samples} {result[key][f'pass@{cfg.eval_samples}']:.1f}")
 
     with _stage(log, stages, "CodeRL + critic sampling", total):
-        programs, summary = _critic_sampling(cfg, rl_model, critic_binary, repair, test,
-                                             test_path)
+        programs, summary, modes = _critic_sampling(cfg, rl_model, critic_binary, repair, test,
+                                                    test_path)
         result["critic_sampling"] = summary
         result["coderl_cs"] = evaluate_system("coderl_cs", None, test_path, test,
                                               work / "eval" / "coderl_cs", cfg, programs)
+        result["critic_sampling_by_path"] = _pass_by_path(
+            modes, {key: work / "eval" / key / "results_hidden.jsonl"
+                    for key in ("coderl", "coderl_cs")})
         log(f"    pass@1 {result['coderl_cs']['pass@1']:.1f}; paths: {summary}")
 
     if cfg.ablation:
@@ -399,4 +407,22 @@ def _critic_sampling(cfg: DemoConfig, actor_dir, critic_dir, repair_dir, test, t
             test, actor, Scorer.load(str(critic_dir)), executor, sampling,
             repair=(repair_config, repair_params), repair_top_m=cfg.repair_top_m,
             max_source_length=cfg.max_source_length, seed=cfg.seed)
-    return [r.programs for r in results], critic_sampling.summarize(results)
+    return ([r.programs for r in results], critic_sampling.summarize(results),
+            {r.task_id: r.mode for r in results})
+
+
+def _pass_by_path(modes: dict, results_paths: dict) -> dict:
+    """Per critic-sampling path (refine / repair / repair+refine / none): how many test
+    problems took it and the sample pass rate (%) of each system on those problems."""
+    from coderl_jax.data.jsonl import read_results
+
+    rows = {key: read_results(path) for key, path in results_paths.items()}
+    out = {}
+    for mode in sorted(set(modes.values())):
+        tasks = {t for t, m in modes.items() if m == mode}
+        entry = {"problems": len(tasks)}
+        for key, rs in rows.items():
+            mine = [r for r in rs if r["task_id"] in tasks]
+            entry[key] = 100.0 * sum(r["outcome"] == "PassedTest" for r in mine) / max(len(mine), 1)
+        out[mode] = entry
+    return out
