@@ -220,15 +220,16 @@ def save_model_dir(
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config.to_json(out_dir / CONFIG_FILE)
-    if critic_classes is not None:
-        classes = list(critic_classes)
-        (out_dir / CRITIC_FILE).write_text(
-            json.dumps({"num_classes": len(classes), "classes": classes}, indent=2) + "\n")
-    if tokenizer is not None:
-        from coderl_jax.data.tokenizer import save_tokenizer
+    if jax.process_index() == 0:  # small files once; the params below are written by all
+        config.to_json(out_dir / CONFIG_FILE)
+        if critic_classes is not None:
+            classes = list(critic_classes)
+            (out_dir / CRITIC_FILE).write_text(
+                json.dumps({"num_classes": len(classes), "classes": classes}, indent=2) + "\n")
+        if tokenizer is not None:
+            from coderl_jax.data.tokenizer import save_tokenizer
 
-        save_tokenizer(tokenizer, out_dir)
+            save_tokenizer(tokenizer, out_dir)
     with CheckpointStore(out_dir / CHECKPOINT_SUBDIR) as store:
         store.save(step, {PARAMS_ITEM: params}, metadata=metadata)
     return out_dir
@@ -281,7 +282,8 @@ def load_model_dir(
         abstract = jax.eval_shape(lambda rng: init_critic_params(config, len(classes), rng),
                                   jax.random.key(0))
     if shardings is None:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        # This process's own device: on a multi-host run jax.devices()[0] belongs to host 0.
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         shardings = jax.tree.map(lambda _: device, abstract)
     target = with_shardings(abstract, shardings)
     with CheckpointStore(model_dir / CHECKPOINT_SUBDIR, read_only=True) as store:

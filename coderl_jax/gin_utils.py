@@ -12,6 +12,7 @@ naming it. Gin itself rejects unknown configurables and parameters at parse time
 
 from __future__ import annotations
 
+import difflib
 import logging
 import pathlib
 from collections.abc import Sequence
@@ -79,21 +80,35 @@ def parse(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
     except (OSError, IOError) as e:
         raise GinBindingError(f"gin file not found: {e} (looked in the working directory "
                               f"and {GIN_CONFIG_DIR})") from None
-    except ValueError as e:
-        raise GinBindingError(f"bad gin file: {e}") from None
+    except (ValueError, SyntaxError) as e:  # gin reports malformed values as SyntaxError
+        raise GinBindingError(f"bad gin file: {_describe(e)}") from None
     finally:
         root.removeFilter(_QuietSearch)
     macros = _defined_macros()
     for binding in bindings:
         name = binding.split("=", 1)[0].strip()
         if "." not in name and "/" not in name and name not in macros:
+            close = difflib.get_close_matches(name, sorted(macros), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise GinBindingError(
                 f"unknown gin binding {name!r}: it is neither a configurable's parameter "
-                f"nor a macro of the loaded gin files (macros: {sorted(macros)})")
+                f"nor a macro of the loaded gin files{hint} (macros: {sorted(macros)})")
         try:
             gin.parse_config(binding)
-        except ValueError as e:
-            raise GinBindingError(f"bad gin binding {binding!r}: {e}") from None
+        except (ValueError, SyntaxError) as e:
+            raise GinBindingError(f"bad gin binding {binding!r}: {_describe(e)}") from None
+
+
+def _describe(e: Exception) -> str:
+    """Gin's message; a SyntaxError's (a malformed value such as `TRAIN_STEPS=abc`) names
+    the text it could not read, which str() of it leaves out."""
+    if isinstance(e, SyntaxError):
+        where = f"{e.filename}:{e.lineno}: " if e.filename and e.filename != "<string>" else ""
+        # gin's msg is Python's literal_eval error (naming an ast node) + "Failed to parse..."
+        lines = [ln.strip() for ln in str(e.msg).splitlines() if "<ast." not in ln]
+        msg = " ".join(filter(None, lines)) or str(e.msg)
+        return f"{where}{msg} in {(e.text or '').strip()!r} (strings need quotes: 'x')"
+    return str(e)
 
 
 def operative_config() -> str:

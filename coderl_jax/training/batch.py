@@ -164,5 +164,8 @@ def to_global(batch: Batch, sharding: Any) -> Batch:
     """
     if jax.process_count() == 1:
         return jax.device_put(batch, sharding)
+    # `sharding` is a Batch of shardings (one per field) or one sharding for every field.
+    if not isinstance(sharding, Batch):
+        sharding = jax.tree.map(lambda _: sharding, batch)
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+        lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), batch, sharding)

@@ -20,11 +20,14 @@ def add_common(parser: argparse.ArgumentParser, shortcuts: Sequence[tuple[str, s
     parser.add_argument("--gin_file", action="append", default=[],
                         help="gin config file (repeatable), e.g. experiments/demo_cpu.gin")
     for flag, _, help_text in shortcuts:
-        kind = None
         if flag == "--binary":
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
-            continue
-        parser.add_argument(flag, type=kind, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, default=None, help=help_text)
+    parser.epilog = ("--gin.NAME=VALUE binds a gin macro or parameter after the gin files, "
+                     "e.g. --gin.TRAIN_STEPS=200 --gin.TrainerConfig.log_period=5 "
+                     "--gin.T5Config.d_model=64 (strings quoted: --gin.SCHEDULE=\"'linear'\"); "
+                     "an unknown name is an error.")
     parser.set_defaults(takes_gin=True)
 
 
@@ -57,7 +60,21 @@ def run_stage(args: argparse.Namespace, run_file: str,
         out = stage(args.workdir)
     except (gin_utils.GinBindingError, ValueError, FileNotFoundError,
             CheckpointNotFoundError) as e:
-        print(f"coderl {name}: {e}", file=sys.stderr)
+        print(f"coderl {name}: {_without_gin_trace(e)}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if "Required bindings for" not in str(e):  # gin's word for a missing binding
+            raise
+        print(f"coderl {name}: {_without_gin_trace(e)} (bind it in a --gin_file such as "
+              "experiments/demo_cpu.gin, whose models/ file sets the network, or with "
+              "--gin.NAME=VALUE)", file=sys.stderr)
         return 2
     print(f"coderl {name}: model dir {out}", file=sys.stderr)
     return 0
+
+
+def _without_gin_trace(e: Exception) -> str:
+    """The error's message without the "In call to configurable ..." lines gin appends to
+    exceptions raised inside configurables (they name functions, not the user's input)."""
+    lines = str(e).splitlines()
+    return "\n".join(ln for ln in lines if not ln.strip().startswith("In call to configurable"))

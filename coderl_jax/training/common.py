@@ -14,6 +14,7 @@ import pathlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import gin
 import jax
 import numpy as np
 
@@ -34,18 +35,25 @@ class InitModel:
     source: str
 
 
-def load_init(init_model: str | None, tokenizer: str | None) -> InitModel:
+@gin.configurable(module="coderl_jax.training")
+def load_init(init_model: str | None, tokenizer: str | None, *, dtype: str | None = None,
+              dropout_rate: float | None = None) -> InitModel:
     """Our model dir / HF dir / hub id (`init_model`), or scratch: the gin-bound
-    `model_config()` with the tokenizer dir `tokenizer` (required then)."""
+    `model_config()` with the tokenizer dir `tokenizer` (required then).
+
+    A loaded model keeps its own shape (T5Config gin bindings describe a model built from
+    scratch); how it computes is set here: `dtype` ("bfloat16": mixed precision, float32
+    master weights) and `dropout_rate` (bind `load_init.dtype = "bfloat16"`).
+    """
     from coderl_jax.data.tokenizer import load_tokenizer
 
     if init_model:
-        from coderl_jax.generation import load_model
-
-        if checkpoints.critic_classes(init_model) is not None:
-            config, params = checkpoints.load_model_dir(init_model)
+        if checkpoints.is_model_dir(init_model):
+            config, params = _load_our_model_dir(init_model)
             tok = load_tokenizer(tokenizer or init_model)
         else:
+            from coderl_jax.generation import load_model
+
             config, params, tok = load_model(init_model)
             if tokenizer:
                 tok = load_tokenizer(tokenizer)
@@ -57,20 +65,47 @@ def load_init(init_model: str | None, tokenizer: str | None) -> InitModel:
         from coderl_jax.models.config import model_config
 
         config, params, tok, source = model_config(), None, load_tokenizer(tokenizer), "scratch"
+    overrides = {k: v for k, v in (("dtype", dtype), ("dropout_rate", dropout_rate))
+                 if v is not None}
+    if overrides:
+        config = config.replace(**overrides)
     if len(tok) > config.vocab_size:
         raise ValueError(f"the tokenizer has {len(tok)} tokens but the model's vocab_size is "
                          f"{config.vocab_size}")
     return InitModel(config, params, tok, source)
 
 
+def _load_our_model_dir(model_dir: str) -> tuple[Any, Any]:
+    """(config, params) of our model dir (actor or critic), restored onto this process's
+    first device: every process of a multi-host run holds the whole starting point, and
+    `state.create_state` places it into the mesh."""
+    from coderl_jax.training.step import ActorModel, CriticModel
+
+    config = checkpoints.load_model_config(model_dir)
+    classes = checkpoints.critic_classes(model_dir)
+    model = ActorModel(config) if classes is None else CriticModel(config, len(classes))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    shardings = jax.tree.map(lambda _: device, jax.eval_shape(model.init, jax.random.key(0)))
+    return checkpoints.load_model_dir(model_dir, shardings=shardings)
+
+
 def save_final(workdir: str | pathlib.Path, init: InitModel, state, *,
                critic_classes: Sequence[str] | None = None,
                metadata: dict | None = None) -> pathlib.Path:
-    """Write `workdir/model` (config, tokenizer, final params) from process 0's view; every
-    process takes part in the (collective) orbax write."""
+    """Write `workdir/model` (config, tokenizer, final params), replacing the one a previous
+    run of this workdir wrote (a rerun of a finished run writes it again); every process
+    takes part in the (collective) orbax write of the sharded params."""
+    import shutil
+
     out = pathlib.Path(workdir) / MODEL_SUBDIR
-    params = jax.device_get(state.params) if jax.process_count() == 1 else state.params
-    return checkpoints.save_model_dir(out, init.config, params, tokenizer=init.tokenizer,
+    if jax.process_index() == 0 and out.exists():
+        shutil.rmtree(out)
+    loop.sync_processes("coderl_save_final")
+    # The tokenizer from process 0 only: `save_tokenizer` reads back a file it wrote, which
+    # another process rewriting it at the same time would truncate under it. (The small
+    # config/critic JSON files are written whole by every process, the same bytes.)
+    tokenizer = init.tokenizer if jax.process_index() == 0 else None
+    return checkpoints.save_model_dir(out, init.config, state.params, tokenizer=tokenizer,
                                       step=int(jax.device_get(state.step)),
                                       critic_classes=critic_classes, metadata=metadata)
 

@@ -62,7 +62,7 @@ def critic_report(model, params, batches, classes) -> dict:
     """Accuracy, per-class recall and the confusion matrix of `batches` (held-out rows)."""
     from coderl_jax.rl import losses
 
-    fn = jax.jit(lambda p, b: model.logits(p, b)[1])
+    fn = _pooled_logits_fn(model)
     confusion = np.zeros((len(classes), len(classes)))
     for b in batches:
         pooled = fn(params, b)
@@ -73,6 +73,16 @@ def critic_report(model, params, batches, classes) -> dict:
     return {"accuracy": float(np.trace(confusion) / total) if total else float("nan"),
             "recall": recall, "confusion": confusion.astype(int).tolist(),
             "classes": list(classes), "rows": int(total)}
+
+
+_POOLED_FNS: dict = {}
+
+
+def _pooled_logits_fn(model):
+    """One jitted forward per model (held-out evaluation runs it every eval_period)."""
+    if model not in _POOLED_FNS:
+        _POOLED_FNS[model] = jax.jit(lambda p, b: model.logits(p, b)[1])
+    return _POOLED_FNS[model]
 
 
 @gin.configurable(module="coderl_jax.training")
@@ -87,10 +97,10 @@ def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
     from coderl_jax.models.critic import init_critic_params
 
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
+    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
     labelled, internal = common.read_labelled_samples(samples, results, problems)
     init = common.load_init(init_model, tokenizer)
-    trainer = loop.TrainerConfig()
     ids = sorted({s.task_id for s in labelled})
     train_ids, held_ids = common.split_holdout(ids, holdout_fraction, trainer.seed)
     args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
@@ -100,7 +110,8 @@ def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
     held, held_skipped = critic_examples(labelled, problems, held_ids, *args[1:],
                                          include_references=False)
     counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
-    log(f"[train-critic] {len(rows)} rows ({', '.join(f'{c} {n}' for c, n in zip(classes, counts))}) "
+    by_class = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
+    log(f"[train-critic] {len(rows)} rows ({by_class}) "
         f"from {len(train_ids)} problems, {len(held)} held-out rows from {len(held_ids)}; "
         f"{internal} InternalError samples dropped, {skipped + held_skipped} programs longer "
         f"than {max_target_length} tokens skipped")

@@ -91,12 +91,12 @@ def finetune(workdir: str, *, dataset: str = gin.REQUIRED, data: str | None = No
     """
     from coderl_jax.data import loaders, objectives
 
+    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     problems = loaders.load_problems(dataset, data)[:max_problems]
     if not any(p.solutions for p in problems):
         raise ValueError(f"finetune: no problem of {dataset} {data or ''} has a reference "
                          "solution; the warm start needs (problem, solution) pairs")
     init = common.load_init(init_model, tokenizer)
-    trainer = loop.TrainerConfig()
     train_problems, held = common.split_holdout(problems, holdout_fraction, trainer.seed)
 
     def examples_of(ps):

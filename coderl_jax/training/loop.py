@@ -70,6 +70,10 @@ class TrainerConfig:
     def __post_init__(self):
         for name in ("train_steps", "batch_size", "num_microbatches", "checkpoint_period",
                      "keep_checkpoints", "log_period"):
+            if not isinstance(getattr(self, name), int):
+                raise ValueError(f"TrainerConfig.{name} is required: bind it (the run files "
+                                 f"set it from a macro, e.g. --gin.{name.upper()}=...), "
+                                 f"got {getattr(self, name)!r}")
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size % self.num_microbatches:
@@ -84,8 +88,21 @@ def maybe_initialize_distributed() -> None:
         return
     address = os.environ.get("COORDINATOR_ADDRESS")
     if address:
-        jax.distributed.initialize(address, int(os.environ["NUM_PROCESSES"]),
-                                   int(os.environ["PROCESS_ID"]))
+        try:
+            count, index = int(os.environ["NUM_PROCESSES"]), int(os.environ["PROCESS_ID"])
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"COORDINATOR_ADDRESS={address} is set, so NUM_PROCESSES and "
+                             f"PROCESS_ID must be integers in the environment too ({e})") from None
+        jax.distributed.initialize(address, count, index)
+
+
+def sync_processes(name: str) -> None:
+    """A barrier across processes (a no-op with one): work one process did, such as writing
+    a file the others read, is done when every process leaves it."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def process_rows(rows: Sequence[Any]) -> list[Any]:
@@ -110,25 +127,37 @@ def example_stream(examples: Sequence[Any], batch_size: int, seed: int,
         raise ValueError("no training examples")
     n = len(examples)
     index = start_batch
+    orders: dict[int, np.ndarray] = {}
     while True:
         first = index * batch_size
         rows = []
         for position in range(first, first + batch_size):
             epoch, offset = divmod(position, n)
-            rows.append(examples[int(epoch_order(n, seed, epoch)[offset])])
+            if epoch not in orders:
+                orders = {e: o for e, o in orders.items() if e >= epoch - 1}
+                orders[epoch] = epoch_order(n, seed, epoch)
+            rows.append(examples[int(orders[epoch][offset])])
         yield rows
         index += 1
 
 
 class MetricsWriter:
-    """metrics.jsonl + TensorBoard scalars in a workdir; a no-op on processes other than 0."""
+    """metrics.jsonl + TensorBoard scalars in a workdir; a no-op on processes other than 0.
 
-    def __init__(self, workdir: str | os.PathLike):
+    resumed_step: the step a resumed run restarts from. Records of later steps (written by
+    the interrupted run after its last checkpoint, and about to be redone) and a torn last
+    line are dropped, so metrics.jsonl holds each step once, as TensorBoard purges the
+    steps past a restart.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, resumed_step: int | None = None):
         self.enabled = jax.process_index() == 0
         self.path = pathlib.Path(workdir) / METRICS_FILE
         self._tb = None
         if self.enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if resumed_step is not None and self.path.is_file():
+                self._drop_after(resumed_step)
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(pathlib.Path(workdir) / TENSORBOARD_DIR))
@@ -150,6 +179,19 @@ class MetricsWriter:
         if self._tb is not None:
             self._tb.close()
 
+    def _drop_after(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn by a kill mid-write
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, self.path)
+
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict]:
     """The records of `workdir/metrics.jsonl` (one dict per logged step)."""
@@ -165,8 +207,11 @@ def restore_state(store: checkpoints.CheckpointStore, step: int, model, tx,
         items = store.restore(step, {name: getattr(target, name)
                                      for name in state_lib.STATE_ITEMS})
     except (KeyError, ValueError, FileNotFoundError) as e:
+        reason = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise checkpoints.CheckpointNotFoundError(
-            f"cannot resume from {store.directory / str(step)}: {e}") from e
+            f"cannot resume from {store.directory / str(step)}: {reason}\n(the checkpoint is "
+            "damaged or was written by another model/optimizer config: delete that step "
+            "directory to resume from an earlier one, or start a new --workdir)") from e
     return state_lib.items_to_state(items), items[checkpoints.METADATA_ITEM]
 
 
@@ -194,7 +239,9 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                                         max_to_keep=trainer.keep_checkpoints)
     latest = store.latest_step()
     if latest is None:
-        params = None if init_params is None else init_params()
+        # As host arrays: each process then places its own shards of the same values (a
+        # device array would need a cross-host transfer to reach another process's devices).
+        params = None if init_params is None else jax.device_get(init_params())
         state, shardings = state_lib.create_state(model, tx, mesh, trainer.seed, params)
         data_position = 0
     else:
@@ -209,7 +256,7 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
     step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
                                        trainer.num_microbatches)
     b_shardings = step_lib.batch_shardings(mesh)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, resumed_step=None if latest is None else start)
     batches = make_batches(data_position)
 
     from tqdm import tqdm
@@ -223,7 +270,9 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
             data_position += 1
             window_tokens += int(np.prod(local.encoder_input_tokens.shape)
                                  + np.prod(local.decoder_target_tokens.shape)) * jax.process_count()
-            state, metrics = step_fn(state, batch_lib.to_global(local, b_shardings))
+            # Leaf by leaf: each field with its own sharding, on one process or several.
+            state, metrics = step_fn(state, jax.tree.map(batch_lib.to_global, local,
+                                                         b_shardings))
             window_steps += 1
             done = step + 1
             bar.update(1)

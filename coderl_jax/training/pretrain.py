@@ -10,7 +10,9 @@ byte-level BPE with CodeT5's layout is trained on the corpus first and saved in 
 from __future__ import annotations
 
 import itertools
+import os
 import pathlib
+import shutil
 from typing import Callable, Iterator
 
 import gin
@@ -50,18 +52,24 @@ def pretrain(workdir: str, *, corpus: str | None = None, tokenizer: str | None =
     from coderl_jax.data import corpus as corpus_lib
     from coderl_jax.data import tokenizer as tok_lib
 
+    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     texts = corpus_lib.read_corpus(corpus, max_bytes=corpus_max_bytes).texts()
     if not texts:
         raise ValueError(f"pretrain: no .py files under {corpus or corpus_lib.default_root()}")
     if tokenizer is None and init_model is None:
+        # Trained once per workdir (a resumed run reuses it), by process 0; the others
+        # read it after the barrier.
         tok_dir = pathlib.Path(workdir) / "tokenizer"
-        if not (tok_dir / "tokenizer.json").is_file():
-            tok_lib.save_tokenizer(tok_lib.train_tokenizer(texts, vocab_size), tok_dir)
+        if jax.process_index() == 0 and not tok_dir.is_dir():
+            partial = tok_dir.with_name(tok_dir.name + ".partial")  # renamed when complete
+            shutil.rmtree(partial, ignore_errors=True)
+            tok_lib.save_tokenizer(tok_lib.train_tokenizer(texts, vocab_size), partial)
+            os.replace(partial, tok_dir)
+        loop.sync_processes("coderl_pretrain_tokenizer")
         tokenizer = str(tok_dir)
     init = common.load_init(init_model, tokenizer)
     tok = init.tokenizer
     documents = tok_lib.encode_documents(tok, texts)
-    trainer = loop.TrainerConfig()
     log(f"[pretrain] {len(documents)} files, {sum(map(len, documents)):,} tokens; "
         f"MSP {msp_rate:.0%} / NTP {1 - msp_rate:.0%}")
     sentinels = tok_lib.sentinel_ids(tok)

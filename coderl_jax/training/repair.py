@@ -52,10 +52,10 @@ def train_repair(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
     """Train the repair model; returns its model dir (workdir/model)."""
     from coderl_jax.data import loaders
 
+    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
     labelled, internal = common.read_labelled_samples(samples, results, problems)
     init = common.load_init(init_model, tokenizer)
-    trainer = loop.TrainerConfig()
     ids = sorted({s.task_id for s in labelled})
     train_ids, held_ids = common.split_holdout(ids, holdout_fraction, trainer.seed)
     train_set = set(train_ids)
