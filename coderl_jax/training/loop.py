@@ -289,12 +289,14 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                            metadata={"data_position": data_position})
             if eval_fn is not None and ((trainer.eval_period and done % trainer.eval_period == 0)
                                         or done == trainer.train_steps):
+                eval_start = time.monotonic()
                 results = eval_fn(state)
                 if results:
                     writer.write(done, {f"eval/{k}": v for k, v in results.items()})
                     log(f"[{desc}] step {done}: " + ", ".join(
                         f"{k} {float(v):.4f}" for k, v in results.items()))
-                window_start = time.monotonic()
+                # Evaluation is not training: its time leaves the tokens/s window.
+                window_start += time.monotonic() - eval_start
     finally:
         bar.close()
         writer.close()

@@ -126,7 +126,7 @@ def _split_microbatches(batch: Batch, m: int) -> Batch:
 
 
 def _finish_metrics(objective, sums: dict, grads, lr) -> dict:
-    metrics = {"loss": objective, "grad_norm": optax.global_norm(grads), "learning_rate": lr}
+    metrics = {"loss": objective, "grad_norm": optax.tree.norm(grads), "learning_rate": lr}
     if "tokens" in sums:
         metrics["token_nll"] = sums["nll_sum"] / jnp.maximum(sums["tokens"], 1.0)
         metrics["tokens"] = sums["tokens"]
