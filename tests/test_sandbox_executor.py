@@ -130,17 +130,52 @@ def test_assert_tests_mbpp_setup_and_state(executor):
 
 
 def test_assert_modes():
-    problem = Problem("m", "", hidden_tests=(
+    setup = "import math\ndef helper(x):\n    return x"
+    problem = Problem("m", "", test_setup=setup, hidden_tests=(
         Case("assert", "assert f(1) == [1, (2,)]"), Case("assert", "assert 3 == f(2)"),
         Case("assert", "assert not f(3)"), Case("assert", "assert f(4)"),
-        Case("assert", "assert set(f(5)) == {1}"), Case("assert", "assert f(6) < 2")))
+        Case("assert", "assert set(f(5)) == {1}"), Case("assert", "assert f(6) < 2"),
+        Case("assert", "assert math.isclose(f(7), 0.25)"), Case("assert", "assert all(f(8))"),
+        Case("assert", "assert helper(f(9))"), Case("assert", "assert f(10)[0]")))
     part_a, part_b = build_job(problem, problem.hidden_tests)
-    assert [t["mode"] for t in part_a["inputs"]] == ["value", "value", "truth", "truth",
-                                                      "value", "exec"]
+    modes = ["value", "value", "truth", "truth", "value"] + ["worker"] * 5
+    assert [t["mode"] for t in part_a["inputs"]] == modes == part_b["modes"]
     # The expected side of split asserts never goes to the child.
     assert [t["src"] for t in part_a["inputs"][:3]] == ["(f(1))", "(f(2))", "(f(3))"]
     assert part_b["expected"][:4] == ["([1, (2,)])", "(3)", False, True]
     assert "{1}" not in str(part_a)
+    # Nor does any part of a worker-judged test: the worker runs it, f is a stub there.
+    assert all(t == {"mode": "worker"} for t in part_a["inputs"][5:])
+    assert "0.25" not in str(part_a) and "isclose" not in str(part_a)
+    worker = part_b["worker"]
+    assert worker["tests"][5:] == [c.input for c in problem.hidden_tests[5:]]
+    assert worker["stubs"] == ["f"] and worker["modules"] == []
+    assert worker["setup"] == problem.test_setup
+
+
+def test_humaneval_test_code_stays_in_the_worker():
+    prompt = 'def poly(xs, x):\n    return 0\n\n\ndef inc(x):\n    """x + 1"""\n'
+    test = "METADATA = {}\n\ndef check(candidate):\n    assert candidate(1) == 2\n"
+    problem = Problem("he", prompt, fn_name="inc", test_setup=test, source="humaneval",
+                      hidden_tests=(Case("assert", "check(inc)"),))
+    part_a, part_b = build_job(problem, problem.hidden_tests)
+    assert part_a["inputs"] == [{"mode": "worker"}] and part_a["setup"] is None
+    assert "check" not in str(part_a) and "== 2" not in str(part_a)
+    # The prompt's helpers (poly) are the dataset's; only the entry point is the program's.
+    assert part_b["worker"] == {"setup": prompt + "\n" + test, "tests": ["check(inc)"],
+                                "stubs": ["inc"], "modules": []}
+
+
+def test_worker_spec_names():
+    """Names a worker-judged assert reads: a standard module used as module.attr is
+    imported by the worker, builtins stay builtins, every other free name is the program's."""
+    problem = Problem("n", "", test_setup="from math import pi as PI", hidden_tests=(
+        Case("assert", "assert tuple_size((1, 2)) == sys.getsizeof((1, 2))"),
+        Case("assert", "assert sorted(g(x) for x in range(3)) <= [PI, string(1)]"),
+        Case("assert", "assert (lambda t: t + h(1))(2) > 0")))
+    _, part_b = build_job(problem, problem.hidden_tests)
+    assert part_b["worker"]["stubs"] == ["g", "h", "string", "tuple_size"]
+    assert part_b["worker"]["modules"] == ["sys"]
 
 
 TRICKY_ASSERTS = [
@@ -172,7 +207,7 @@ def _check_split_assert(source):
     from coderl_jax.sandbox.executor import _split_assert
 
     mode, src, want = _split_assert(source.strip())
-    if mode == "exec":
+    if mode == "worker":
         return
     test = ast.parse(source.strip()).body[0].test
     if mode == "truth":
@@ -244,8 +279,27 @@ def test_humaneval_style_check(executor):
                       test_setup="def check(candidate):\n    assert candidate(1) == 2\n",
                       hidden_tests=(Case("assert", "check(inc)"),))
     assert run1(executor, problem, "def inc(x):\n    return x + 1\n").passed
+    # The assert fails in the worker, on the program's plain answer: a wrong answer.
     v = run1(executor, problem, "def inc(x):\n    return x\n")
-    assert (v.outcome, v.error_type) == (outcomes.RUNTIME_ERROR, "assertionerror")
+    assert (v.outcome, v.error_type, v.test_results) == (outcomes.FAILED_TEST, None, (False,))
+
+
+@pytest.mark.parametrize("result", ["object()", "float('nan')", "[1, iter(())]",
+                                    "type('S', (str,), {})('x').__iter__()"])
+@pytest.mark.parametrize("problem", [
+    Problem("u-call", "", fn_name="f", hidden_tests=(Case("call", [1], 1),)),
+    Problem("u-value", "", hidden_tests=(Case("assert", "assert f(1) == 1"),)),
+    Problem("u-worker", "", hidden_tests=(Case("assert", "assert f(1) < 2"),)),
+    Problem("u-check", 'def f(x):\n    """"""\n', fn_name="f", source="humaneval",
+            test_setup="def check(candidate):\n    assert candidate(1) == 1\n",
+            hidden_tests=(Case("assert", "check(f)"),)),
+], ids=lambda p: p.task_id)
+def test_unencodable_results_are_failed_tests(executor, problem, result):
+    """A result that is not made of plain built-in values is a wrong answer, not an error
+    of the program (it ran to its end): FailedTest, in every mode."""
+    v = run1(executor, problem, f"def f(x):\n    return {result}\n")
+    assert (v.outcome, v.error_type, v.test_results) == (outcomes.FAILED_TEST, None, (False,))
+    assert "not plain" in v.detail or "unsupported" in v.detail or "nan" in v.detail, v
 
 
 def test_no_tests_is_an_internal_error(executor):

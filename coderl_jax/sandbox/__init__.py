@@ -3,8 +3,9 @@
     from coderl_jax.sandbox import Executor, Verdict
 
 Modules: executor (the pool and its API), worker (the process that forks one child per
-program and judges it), runner (what runs in that child), isolation (namespaces, limits,
-reaping), compare (output comparison rules).
+program and judges it), worker_tests (test code the worker runs itself: HumanEval's
+`check`, non-literal asserts), runner (what runs in that child), isolation (namespaces,
+limits, reaping), compare (output comparison rules).
 """
 
 from __future__ import annotations

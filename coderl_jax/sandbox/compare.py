@@ -26,7 +26,9 @@ Assert rule (`assert EXPR == LITERAL`, split by executor.build_job): Python `==`
 decoded value of EXPR and the literal, both plain built-in objects.
 
 Values cross the process boundary as Python literal text (see `runner.encode_value`), and
-are decoded here with `ast.literal_eval`, which builds only plain built-in objects.
+are decoded here with `ast.literal_eval`, which builds only plain built-in objects. The same
+goes for the answers to the calls of tests the worker runs itself (worker_tests.py): their
+test code only ever sees decoded plain values.
 """
 
 from __future__ import annotations

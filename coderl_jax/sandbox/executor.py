@@ -7,10 +7,12 @@
 Workers are fresh interpreters started with `subprocess` (fork+exec, i.e. spawned: never a
 fork of this process, which may have imported JAX and its threads) running
 `coderl_jax.sandbox.worker`. Each worker forks one child per program and runs all of that
-program's tests in it (see worker.py for the protocol and the evidence rule, isolation.py
-for the limits, compare.py for the output rules). One thread per worker here feeds it jobs
-from a shared queue, so `submit` returns at once and results arrive as they finish; the RL
-loop keeps one Executor for a whole run, so no pool start-up per step.
+program's tests with it: the child gets test inputs only, and the worker judges (see
+worker.py for the protocol and the evidence rule, worker_tests.py for tests whose code the
+worker runs itself, isolation.py for the limits, compare.py for the output rules). One
+thread per worker here feeds it jobs from a shared queue, so `submit` returns at once and
+results arrive as they finish; the RL loop keeps one Executor for a whole run, so no pool
+start-up per step.
 
 This module (and the whole sandbox package) imports only the standard library.
 """
@@ -18,6 +20,7 @@ This module (and the whole sandbox package) imports only the standard library.
 from __future__ import annotations
 
 import ast
+import builtins
 import collections
 import concurrent.futures
 import dataclasses
@@ -72,20 +75,26 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------ problem -> job
-def _split_assert(source: str):
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def _split_assert(source: str, setup_names: frozenset = frozenset()):
     """(mode, child_source, worker_expected) for one assert test.
 
     `assert EXPR == LITERAL` -> ("value", EXPR, LITERAL): the child evaluates EXPR only and
-    the worker compares it with the literal, which the child never sees. `assert EXPR` /
-    `assert not EXPR` -> ("truth", EXPR, True/False). Anything else runs whole in the child
-    -> ("exec", source, None).
+    the worker compares it with the literal, which the child never sees.
+    `assert f(...)` / `assert not f(...)`, `f` a plain name that is neither a builtin nor
+    defined by the test setup (`setup_names`), i.e. the program's own function, whose truth
+    the program decides anyway -> ("truth", EXPR, True/False).
+    Anything else (`assert math.isclose(f(x), 0.3)`, `assert f(x) < 2`, HumanEval's
+    `check(f)`) -> ("worker", source, None): the worker runs it (worker_tests.py).
     """
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return "exec", source, None
+        return "worker", source, None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Assert):
-        return "exec", source, None
+        return "worker", source, None
     test = tree.body[0].test
     if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq):
         left, right = test.left, test.comparators[0]
@@ -95,12 +104,13 @@ def _split_assert(source: str):
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
             return "value", _expr_source(source, expr), _expr_source(source, literal)
-        return "exec", source, None
-    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return "truth", _expr_source(source, test.operand), False
-    if isinstance(test, (ast.Call, ast.Name, ast.Attribute, ast.Subscript)):
-        return "truth", _expr_source(source, test), True
-    return "exec", source, None
+        return "worker", source, None
+    negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+    call = test.operand if negated else test
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id not in _BUILTIN_NAMES and call.func.id not in setup_names):
+        return "truth", _expr_source(source, call), not negated
+    return "worker", source, None
 
 
 def _expr_source(source: str, node: ast.expr) -> str:
@@ -118,12 +128,79 @@ def _expr_source(source: str, node: ast.expr) -> str:
     return ast.unparse(node) if segment is None else "(" + segment + ")"
 
 
+def _defined_names(source: str) -> frozenset:
+    """Names bound at the top level of `source` (defs, classes, imports, assignments, also
+    inside top-level if/for/while/with/try blocks; not inside functions or classes)."""
+    names = set()
+    pending = list(ast.parse(source).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+            continue
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+            elif isinstance(child, (ast.stmt, ast.expr, ast.excepthandler, ast.withitem)):
+                pending.append(child)
+    return frozenset(names)
+
+
+def _worker_spec(problem: Problem, sources: list) -> dict:
+    """What the worker needs to run a problem's worker-judged tests (worker_tests.TestCode).
+
+    The setup is trusted dataset code: HumanEval's prompt (its helper functions, e.g. `poly`,
+    are what `check` calls; the program's copies of them are never used) and `test`; MBPP's
+    test setup. Stubs: the entry point, and every name a test reads that the setup does not
+    define and that is not a builtin or a standard module used as `module.attr` (imported).
+    """
+    setup = problem.test_setup or ""
+    if problem.source == "humaneval":
+        setup = problem.question + "\n" + setup
+    try:
+        defined = _defined_names(setup)
+    except SyntaxError as e:
+        raise ValueError(f"problem {problem.task_id}: test setup does not parse: {e}") from None
+    stubs = {problem.fn_name} if problem.fn_name else set()
+    modules = set()
+    for i, source in enumerate(sources):
+        if source is None:
+            continue
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as e:
+            raise ValueError(f"problem {problem.task_id}: test {i} does not parse: {e}") from None
+        read, bound, called = set(), set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                called.add(node.func.id)
+        for name in read - bound - defined - stubs - _BUILTIN_NAMES:
+            if name in sys.stdlib_module_names and name not in called:
+                modules.add(name)
+            else:
+                stubs.add(name)
+    return {"setup": setup, "tests": sources, "stubs": sorted(stubs), "modules": sorted(modules)}
+
+
 def build_job(problem: Problem, tests: Sequence[Test]) -> tuple[dict, dict]:
-    """(part A for the child: inputs only; part B for the worker: expected outputs)."""
+    """(part A for the child: inputs only; part B for the worker: expected outputs and the
+    code of the tests it runs itself)."""
     kinds = {t.kind for t in tests}
     if len(kinds) != 1:
         raise ValueError(f"problem {problem.task_id}: tests mix kinds {sorted(kinds)}")
     (kind,) = kinds
+    # HumanEval's `test` field is test code (it defines `check`, expected values included):
+    # it runs in the worker only. MBPP's setup (imports, input objects) also runs in the
+    # child, where the program's functions may rely on it, as in MBPP's own harness.
+    child_setup = None if problem.source == "humaneval" else problem.test_setup
+    worker = None
     if kind == "stdio":
         inputs = [stdio_text(t.input) for t in tests]
         expected = [stdio_text(t.expected) for t in tests]
@@ -136,15 +213,27 @@ def build_job(problem: Problem, tests: Sequence[Test]) -> tuple[dict, dict]:
         expected = [t.expected for t in tests]
         modes = ["call"] * len(tests)
     else:
-        inputs, expected, modes = [], [], []
+        try:
+            setup_names = _defined_names(problem.test_setup) if problem.test_setup \
+                else frozenset()
+        except SyntaxError:  # the child reports it as the program's load error, as before
+            setup_names = frozenset()
+        inputs, expected, modes, sources = [], [], [], []
         for t in tests:
-            mode, src, want = _split_assert(t.input)
-            inputs.append({"src": src, "mode": mode})
+            mode, src, want = _split_assert(t.input, setup_names)
+            # A worker-judged test sends the child nothing: not even its source.
+            inputs.append({"mode": mode} if mode == "worker" else {"src": src, "mode": mode})
+            sources.append(src if mode == "worker" else None)
             expected.append(want)
             modes.append(mode)
-    part_a = {"kind": kind, "fn_name": problem.fn_name, "setup": problem.test_setup,
+        if "worker" in modes:
+            worker = _worker_spec(problem, sources)
+    part_a = {"kind": kind, "fn_name": problem.fn_name, "setup": child_setup,
               "inputs": inputs}
-    return part_a, {"expected": expected, "modes": modes}
+    part_b = {"expected": expected, "modes": modes}
+    if worker is not None:
+        part_b["worker"] = worker
+    return part_a, part_b
 
 
 def _message(data: bytes) -> bytes:

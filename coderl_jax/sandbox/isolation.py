@@ -14,7 +14,8 @@ Two levels, so that the per-program cost stays a single fork:
 * Child level (`Isolation.enter_child`, in each forked child, before the program runs): own
   session and process group; scratch directory as cwd/HOME/TMPDIR (the private /tmp,
   emptied after each run; without one, a fresh directory); fds 0-2 on /dev/null (the runner
-  points 0/1 at memfds per test) and the report pipe on fd 3, everything else closed;
+  points 0/1 at memfds per test), the report pipe on fd 3 and, for worker-judged tests, the
+  read end of the call-request pipe on fd 4, everything else closed;
   RLIMIT_CPU/AS/FSIZE/NOFILE/CORE; and, as root, an unprivileged uid/gid unique to this
   worker, with RLIMIT_NPROC (which only binds a non-root uid) on it. The program then
   cannot signal or ptrace the worker, cannot write outside the world-writable temporary
@@ -60,6 +61,7 @@ MS_NOEXEC = 8
 SANDBOX_UID_BASE = 1_000_000
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 RESULT_FD = 3  # where the child writes its reports (runner.RESULT_FD)
+REQUEST_FD = 4  # where it reads the worker's call requests (runner.REQUEST_FD)
 
 
 def _libc():
@@ -214,15 +216,23 @@ class Isolation:
         return path
 
     # ------------------------------------------------------------------------------ child
-    def enter_child(self, scratch: str, result_fd: int, cpu_seconds: float) -> None:
-        """In the forked child: session, fds, limits, identity. `result_fd` becomes fd 3."""
+    def enter_child(self, scratch: str, result_fd: int, cpu_seconds: float,
+                    request_fd: int | None = None) -> None:
+        """In the forked child: session, fds, limits, identity. `result_fd` becomes fd 3,
+        `request_fd` (if any) fd 4."""
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        if request_fd == RESULT_FD:  # keep it from being replaced by the next line
+            request_fd = os.dup(request_fd)
         os.dup2(result_fd, RESULT_FD)
+        last = RESULT_FD
+        if request_fd is not None:
+            os.dup2(request_fd, REQUEST_FD)
+            last = REQUEST_FD
         # Everything else (the worker's job/verdict pipes included) is closed.
-        os.closerange(RESULT_FD + 1, 1 << 16)
+        os.closerange(last + 1, 1 << 16)
         os.chdir(scratch)
         if not self.private_tmp:  # else set once for all runs by `setup`
             os.environ.update(HOME=scratch, TMPDIR=scratch)

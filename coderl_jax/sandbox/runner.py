@@ -2,9 +2,11 @@
 report raw results.
 
 The child is a fork of the worker and shares nothing else with the caller. It is given test
-*inputs* only (stdin text, call arguments, or the assertion expression), never the expected
-outputs: the worker compares outputs itself (`compare.py`), so nothing the program does in
-its own memory can turn a wrong answer into a pass.
+*inputs* only (stdin text, call arguments, or the expression of an `assert EXPR == LITERAL` /
+`assert [not] f(...)`), never the expected outputs nor any other test code: the worker
+compares outputs itself (`compare.py`) and runs every other test's code itself
+(`worker_tests.py`), so nothing the program does in its own memory can turn a wrong answer
+into a pass.
 
 Reports go to fd `RESULT_FD` as JSON lines, each prefixed by the per-run nonce the worker
 drew before forking:
@@ -12,12 +14,24 @@ drew before forking:
     {"t": "compile", "error": "syntaxerror", "msg": ...}     program does not compile
     {"t": "load", "error": name, "msg": ...}                 top level / test setup raised
     {"t": "test", "i": i, "status": "ok", "value": ...}     test i ran; value = stdout text,
-                                                            call result literal, or "passed"
+                                                            or the call result / EXPR value
+                                                            as a plain literal
     {"t": "test", "i": i, "status": "error", "error": name, "msg": ...}
+    {"t": "test", "i": i, "status": "unencodable", "msg": ...}   result not a plain value
+    {"t": "serve", "i": i}                                  test i is judged in the worker:
+                                                            ready for its calls
+    {"t": "ret", "i": i, "n": n, "status": ..., ...}        the answer to call n of test i
+                                                            (status/value/error as "test")
     {"t": "done"}                                           written after the last test
 
 (The worker writes a "ready" line before calling `run`, so a run with no report at all is
 the harness's failure, never the program's.)
+
+Worker-judged tests ("worker" mode: HumanEval's `check(candidate)`, and asserts of any other
+form): the child reports "serve", then answers call requests read from fd `REQUEST_FD`, one
+JSON line each, `{"f": name, "a": marshal.dumps((args, kwargs)).hex(), "t": seconds}`, by
+calling `name` in the program's namespace with those arguments under a `t`-second alarm,
+until `{"end": true}`. It never learns what the worker does with the answers.
 
 stdin/stdout tests: each test re-executes the compiled program as `__main__` in fresh
 globals, with a per-test memfd on fd 0 holding the input (so `input()`, `sys.stdin.read()`,
@@ -28,10 +42,12 @@ all captured, in order), capped by RLIMIT_FSIZE (exceeding it is `outputlimit`).
 program is run as written: not wrapped in a function as APPS' harness does, so top-level
 `return`/`nonlocal` are syntax errors, as in a direct `python program.py` run.
 
-call/assert tests: the program (then the problem's test setup) runs once as `__main__`;
-each test then calls `fn_name` (on `Solution()` when the program defines that class) with
-fresh arguments, or evaluates the assert expression, in that namespace. Standard streams are
-/dev/null (output is not judged). `SystemExit` here is a runtime error (`systemexit`).
+call/assert tests: the program (then the problem's test setup: MBPP's imports and input
+objects; never HumanEval's `test`, which is test code) runs once as `__main__`; each test
+then calls `fn_name` (on `Solution()` when the program defines that class) with fresh
+arguments, evaluates the assert expression, or serves the worker's calls, in that namespace.
+Standard streams are /dev/null (output is not judged). `SystemExit` here is a runtime error
+(`systemexit`).
 """
 
 from __future__ import annotations
@@ -40,11 +56,13 @@ import builtins
 import errno
 import io
 import json
+import marshal
 import _signal
 import os
 import sys
 
 RESULT_FD = 3
+REQUEST_FD = 4  # worker -> child call requests (worker-judged tests only)
 MAX_MESSAGE_CHARS = 300  # error messages are for humans; keep records small
 MAX_ENCODE_DEPTH = 100
 
@@ -264,6 +282,67 @@ def _call_target(namespace: dict, fn_name: str):
     return namespace[fn_name]
 
 
+def _call(namespace: dict, fn_name: str, args, kwargs, timeout: float) -> dict:
+    """Calls the program's `fn_name` under an alarm: the status fields of a report."""
+    try:
+        _start_alarm(timeout)
+        try:
+            result = _call_target(namespace, fn_name)(*args, **kwargs)
+        finally:
+            _stop_alarm()
+        return {"status": "ok", "value": encode_value(result)}
+    except Unencodable as e:
+        return {"status": "unencodable", "msg": str(e)}
+    except BaseException as e:
+        _stop_alarm()
+        return {"status": "error", "error": _error_name(e), "msg": _short(e)}
+
+
+class _Requests:
+    """The worker's call requests on REQUEST_FD, one JSON line each."""
+
+    def __init__(self):
+        self.buffer = b""
+
+    def next(self) -> dict | None:
+        """The next request; None when the channel is closed or unreadable."""
+        while b"\n" not in self.buffer:
+            try:
+                chunk = os.read(REQUEST_FD, 1 << 16)
+            except OSError:  # the program closed or replaced fd 4
+                return None
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        try:
+            return json.loads(line)
+        except ValueError:  # the program wrote into its own request channel
+            return None
+
+
+def _serve(namespace: dict, i: int, requests: _Requests, report: _Reporter) -> None:
+    """Test i is judged in the worker: answer its calls until it says "end"."""
+    report.send({"t": "serve", "i": i})
+    n = 0
+    while True:
+        request = requests.next()
+        if request is None or request.get("end"):
+            return
+        try:
+            # marshal: the worker's own plain values (trusted data in this direction), decoded
+            # ~10x faster than literal text; answers go back as literals (runner.encode_value).
+            args, kwargs = marshal.loads(bytes.fromhex(request["a"]))
+            timeout = max(float(request["t"]), 0.001)
+        except BaseException as e:  # the program broke the decoder; its own loss
+            record = {"status": "error", "error": _error_name(e), "msg": _short(e)}
+        else:
+            record = _call(namespace, request["f"], args, kwargs, timeout)
+        record.update(t="ret", i=i, n=n)
+        report.send(record)
+        n += 1
+
+
 def _run_in_module(code, job, timeout, report, recursion_limit):
     """call/assert tests: the program (and test setup) run once, then each test in turn."""
     namespace = _program_globals()
@@ -282,29 +361,32 @@ def _run_in_module(code, job, timeout, report, recursion_limit):
         report.send({"t": "load", "error": _error_name(e), "msg": _short(e)})
         return
 
+    requests = None
     for i, test in enumerate(job["inputs"]):
         _restore_interpreter(recursion_limit)
         if sys.stdin is not streams[0] or sys.stdout is not streams[1]:
             sys.stdin, sys.stdout = streams
+        if job["kind"] == "call":
+            # A fresh copy of the arguments per call (json.loads): programs mutate them.
+            record = _call(namespace, job["fn_name"], json.loads(test), {}, timeout)
+            record.update(t="test", i=i)
+            report.send(record)
+            continue
+        if test["mode"] == "worker":
+            requests = requests or _Requests()
+            _serve(namespace, i, requests, report)
+            continue
         try:
             _start_alarm(timeout)
             try:
-                if job["kind"] == "call":
-                    args = json.loads(test)  # a fresh copy per call: programs mutate args
-                    result = _call_target(namespace, job["fn_name"])(*args)
-                elif test["mode"] == "exec":
-                    exec(compile(test["src"], "<test>", "exec"), namespace)
-                    result = None
-                else:  # "value" / "truth": the worker holds the other side of the assert
-                    result = eval(compile(test["src"], "<test>", "eval"), namespace)
+                result = eval(compile(test["src"], "<test>", "eval"), namespace)
             finally:
                 _stop_alarm()
-            if job["kind"] == "assert" and test["mode"] == "exec":
-                value = "passed"  # the assertion ran to its end in this process
-            elif job["kind"] == "assert" and test["mode"] == "truth":
-                # `assert X` is Python's truth test of X, whatever X is (e.g. a re.Match).
+            if test["mode"] == "truth":
+                # `assert f(x)` is Python's truth test of f(x), whatever it is (e.g. a
+                # re.Match); only used where f is the program's own (executor._split_assert).
                 value = "True" if result else "False"
-            else:
+            else:  # "value": the worker holds the literal of `assert EXPR == LITERAL`
                 value = encode_value(result)
             record = {"t": "test", "i": i, "status": "ok", "value": value}
         except Unencodable as e:
