@@ -1,6 +1,6 @@
 """Online CodeRL: sample -> execute -> critic-weighted update, in one loop.
 
-One learner step (`Learner.step`), for a batch of P problems:
+One learner step (`Learner.collect`, then `Learner.update`), for a batch of P problems:
 
   1. the greedy baseline program of every problem, then K samples each (top-p), decoded in
      chunks; every program goes to the ONE long-lived `Executor` (hidden tests, stop at the
@@ -8,9 +8,9 @@ One learner step (`Learner.step`), for a batch of P problems:
   2. while the sandbox runs them: the frozen critic scores every sample (per-token class
      probabilities; q(w_t) is read at the true outcome once the verdict is known) and, when
      the KL term is on, the frozen reference policy scores them too;
-  3. verdicts -> returns (`outcomes.RETURNS`); InternalError samples (and problems whose
-     baseline could not be judged, for estimators that need it) are dropped and counted,
-     never rewarded;
+  3. verdicts -> returns (`outcomes.RETURNS`, or RLConfig.returns); InternalError samples
+     (and problems whose baseline could not be judged, for estimators that need it) are
+     dropped and counted, never rewarded;
   4. `build_rl_batch` (a pure host function, shared with the offline mode): RL rows with
      the selected return estimator's token weights (`rl/returns.py`) / N_rl, CE rows (one
      reference solution per problem) with ce_weight / N_ce, KL weights kl_coef / N_rl;
@@ -19,8 +19,11 @@ One learner step (`Learner.step`), for a batch of P problems:
 
 Overlap: within a step, execution runs while the model decodes the next chunk and while the
 critic and reference passes run; the learner only waits for verdicts right before building
-the batch. This is on-policy (every sample comes from the current params; no staleness);
-on a CPU-only host the sandbox's work competes with the model's for the same cores, which
+the batch. This is on-policy (every sample comes from the current params; no staleness),
+up to the sampling distribution: the loss's log p is the temperature-1 policy, while the
+paper samples at temperature 0.6 with top-p, a sharpened version of it, so the baseline's
+share of the gradient, b * E[grad log p], is not zero in expectation (it flattens the policy
+when b > 0); temperature 1 and top-p 1 make the estimate exactly on-policy. On a CPU-only host the sandbox's work competes with the model's for the same cores, which
 `benchmarks/rl_step.py` measures with overlap on and off.
 
 Offline mode (`offline_groups` + the same `build_rl_batch`): the official release's setting,
@@ -66,6 +69,9 @@ class RLConfig:
     kl_coef: weight of the per-token KL penalty to the reference policy (0 = off).
     chunk_problems: problems decoded per sampling call (programs go to the sandbox per chunk).
     overlap: False waits for every verdict before the critic pass (for measurements).
+    returns: the return of each outcome (default None: the paper's `outcomes.RETURNS`), e.g.
+    a 0/1 pass reward {"CompileError": 0, "RuntimeError": 0, "FailedTest": 0,
+    "PassedTest": 1}; every outcome must be given.
     """
 
     problems_per_step: int = 8
@@ -85,6 +91,7 @@ class RLConfig:
     workers: int | None = None
     timeout: float = 4.0
     save_rollouts: bool = False
+    returns: dict | None = None
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -96,6 +103,19 @@ class RLConfig:
                 raise ValueError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.kl_coef < 0:
             raise ValueError(f"RLConfig.kl_coef must be >= 0, got {self.kl_coef}")
+        if self.returns is not None:
+            if set(self.returns) != set(outcomes.OUTCOMES) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and np.isfinite(v) for v in self.returns.values()):
+                raise ValueError(f"RLConfig.returns must give a finite number for each of "
+                                 f"{outcomes.OUTCOMES}, got {self.returns!r}")
+
+    @property
+    def return_table(self) -> dict[str, float]:
+        """Outcome -> return (RLConfig.returns, or the paper's table)."""
+        if self.returns is None:
+            return outcomes.RETURNS
+        return {k: float(v) for k, v in self.returns.items()}
 
     @property
     def needs_critic(self) -> bool:
@@ -132,9 +152,10 @@ def build_rl_batch(groups: Sequence[Group], token_probs: Sequence[np.ndarray] | 
 
     Args:
       groups: this process's problems.
-      token_probs: per kept sample (groups' samples in order), the critic's per-token class
-        probabilities [T, 4] (None when the estimator needs no critic).
-      reference_log_probs: per sample, log p_ref [T] (None when kl_coef == 0).
+      token_probs: per sample (every group's samples in order, InternalError ones included),
+        the critic's per-token class probabilities [T, 4] (None when the estimator needs no
+        critic).
+      reference_log_probs: per sample (same order), log p_ref [T] (None when kl_coef == 0).
       part: "both" (the summed objective), "ce" or "rl" (one half of "alternate").
     Returns:
       (numpy Batch [batch_rows, ...], statistics of the kept samples).
@@ -142,6 +163,7 @@ def build_rl_batch(groups: Sequence[Group], token_probs: Sequence[np.ndarray] | 
     a problem whose baseline was not judged contributes its CE row only.
     """
     rows, stats = [], {"dropped_internal": 0, "dropped_no_baseline": 0}
+    table = cfg.return_table
     rl_rows: list[dict] = []
     sample_returns, baseline_returns, group_ids, values, masks = [], [], [], [], []
     width = decoder_length
@@ -163,8 +185,8 @@ def build_rl_batch(groups: Sequence[Group], token_probs: Sequence[np.ndarray] | 
             t = len(ids)
             rl_rows.append({"task_id": g.task_id, "inputs": g.prompt_ids, "targets": ids,
                             "kind": "rl", "sample": index})
-            sample_returns.append(outcomes.RETURNS[outcome])
-            baseline_returns.append(outcomes.RETURNS[g.baseline_outcome] if base_ok else 0.0)
+            sample_returns.append(table[outcome])
+            baseline_returns.append(table[g.baseline_outcome] if base_ok else 0.0)
             group_ids.append(g_index)
             mask = np.zeros(width, np.float32)
             mask[:t] = 1.0
@@ -199,36 +221,58 @@ def build_rl_batch(groups: Sequence[Group], token_probs: Sequence[np.ndarray] | 
     return batch, stats
 
 
-def step_statistics(groups: Sequence[Group], pooled: np.ndarray | None) -> dict[str, float]:
-    """Per-step RL metrics: returns, outcome shares, pass rate, no-signal share, critic
-    accuracy (sequence-level prediction vs the sandbox's outcome) on the fresh samples."""
-    judged = [o for g in groups for o in g.outcomes if o != outcomes.INTERNAL_ERROR]
-    out: dict[str, float] = {}
-    n = max(len(judged), 1)
-    out["sample_return"] = float(np.mean([outcomes.RETURNS[o] for o in judged])) if judged \
-        else float("nan")
+COUNT_NAMES = ("judged", "return_sum", *(f"n/{o}" for o in outcomes.OUTCOMES), "internal",
+               "baselines", "baseline_return_sum", "baseline_passed", "groups",
+               "no_signal_groups", "critic_hits", "critic_judged")
+
+
+def step_counts(groups: Sequence[Group], pooled: np.ndarray | None,
+                table: dict[str, float] = outcomes.RETURNS) -> np.ndarray:
+    """The sums behind `step_statistics`, as a vector in COUNT_NAMES order: sums over
+    processes give the global batch's statistics (`statistics_from_counts`). table: the
+    outcome -> return table the run trains with."""
+    flat = [o for g in groups for o in g.outcomes]
+    judged = [o for o in flat if o != outcomes.INTERNAL_ERROR]
     base = [g.baseline_outcome for g in groups
             if g.baseline_outcome not in (None, outcomes.INTERNAL_ERROR)]
-    out["baseline_return"] = float(np.mean([outcomes.RETURNS[o] for o in base])) if base \
-        else float("nan")
-    out["baseline_pass_rate"] = float(np.mean([o == outcomes.PASSED_TEST for o in base])) \
-        if base else float("nan")
-    for name in outcomes.OUTCOMES:
-        out[f"outcome/{name}"] = sum(o == name for o in judged) / n
-    out["internal_errors"] = float(sum(o == outcomes.INTERNAL_ERROR
-                                       for g in groups for o in g.outcomes))
-    out["sample_pass_rate"] = out[f"outcome/{outcomes.PASSED_TEST}"]
-    same = [len({outcomes.RETURNS.get(o) for o in g.outcomes
-                 if o != outcomes.INTERNAL_ERROR}) <= 1 for g in groups]
-    out["no_signal_share"] = float(np.mean(same)) if same else float("nan")
-    if pooled is not None:
-        truth = [outcomes.outcome_index(o) for g in groups for o in g.outcomes]
-        keep = [i for i, o in enumerate(o for g in groups for o in g.outcomes)
+    same = [len({table[o] for o in g.outcomes if o != outcomes.INTERNAL_ERROR}) <= 1
+            for g in groups]
+    hits = []
+    if pooled is not None:  # [every sample, C], InternalError ones included (no truth)
+        pred = np.argmax(pooled, axis=-1)
+        hits = [pred[i] == outcomes.outcome_index(o) for i, o in enumerate(flat)
                 if o != outcomes.INTERNAL_ERROR]
-        if keep:
-            pred = np.argmax(pooled, axis=-1)
-            out["critic_accuracy"] = float(np.mean([pred[i] == truth[i] for i in keep]))
+    values = [len(judged), sum(table[o] for o in judged),
+              *(sum(o == name for o in judged) for name in outcomes.OUTCOMES),
+              len(flat) - len(judged), len(base), sum(table[o] for o in base),
+              sum(o == outcomes.PASSED_TEST for o in base), len(groups), sum(same),
+              sum(hits), len(hits)]
+    return np.asarray(values, np.float64)
+
+
+def statistics_from_counts(counts: np.ndarray) -> dict[str, float]:
+    """Per-step RL metrics from (summed) `step_counts`: returns, outcome shares, pass rate,
+    no-signal share (problems whose samples all got one return), critic accuracy (its
+    sequence-level prediction vs the sandbox's outcome); NaN where nothing was counted."""
+    c = dict(zip(COUNT_NAMES, counts.tolist()))
+    ratio = lambda a, b: a / b if b > 0 else float("nan")  # noqa: E731
+    out = {"sample_return": ratio(c["return_sum"], c["judged"]),
+           "baseline_return": ratio(c["baseline_return_sum"], c["baselines"]),
+           "baseline_pass_rate": ratio(c["baseline_passed"], c["baselines"])}
+    for name in outcomes.OUTCOMES:
+        out[f"outcome/{name}"] = c[f"n/{name}"] / max(c["judged"], 1.0)
+    out["internal_errors"] = c["internal"]
+    out["sample_pass_rate"] = out[f"outcome/{outcomes.PASSED_TEST}"]
+    out["no_signal_share"] = ratio(c["no_signal_groups"], c["groups"])
+    if c["critic_judged"] > 0:
+        out["critic_accuracy"] = c["critic_hits"] / c["critic_judged"]
     return out
+
+
+def step_statistics(groups: Sequence[Group], pooled: np.ndarray | None,
+                    table: dict[str, float] = outcomes.RETURNS) -> dict[str, float]:
+    """Per-step RL metrics of these groups (this process's; see `statistics_from_counts`)."""
+    return statistics_from_counts(step_counts(groups, pooled, table))
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -293,6 +337,24 @@ class Sampler:
         return baselines, samples
 
 
+def local_params(params):
+    """`params` as this process's own copy, for work each process does alone (decoding its
+    share of the problems). One process: unchanged. Several: a replicated global array
+    spans every process's devices, and a jitted call on it would be one SPMD program that
+    all processes must enter with the same shapes; its first local shard is the whole
+    array on a local device."""
+    if jax.process_count() == 1:
+        return params
+
+    def local(x):
+        if not x.is_fully_replicated:
+            raise ValueError("multi-process RL decodes each process's share of the problems "
+                             "with a local copy of the actor, which needs replicated params "
+                             "(TrainerConfig.mesh_model = 1)")
+        return x.addressable_data(0)
+    return jax.tree.map(local, params)
+
+
 def decode_program(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=True)
 
@@ -351,17 +413,40 @@ class Learner:
         self.step_fn, self.batch_shardings, self.seed = step_fn, batch_shardings, seed
         self.sampler = Sampler(config, tokenizer, cfg)
         self.rollout_dir = rollout_dir
+        self._futures: dict | None = None
         self.encoder_length = cfg.max_source_length
         self.decoder_length = cfg.max_new_tokens
 
     # -- one online step ------------------------------------------------------------------
     def collect(self, params, batch: Sequence[ProblemData], policy_step: int,
                 timings: dict) -> tuple[list[Group], list | None, np.ndarray | None, list | None]:
-        """Sample, execute, score: -> (groups, critic token probs, pooled probs, ref logp)."""
-        cfg = self.cfg
-        rng = jax.random.fold_in(jax.random.key(self.seed), policy_step)
+        """Sample, execute, score: -> (groups, critic token probs, pooled probs, ref logp).
+
+        Interrupted (Ctrl-C, SIGTERM, an error), it cancels the step's programs that the
+        sandbox has not started, so closing the executor does not wait for the whole queue.
+        """
         futures: dict[str, list] = {"baseline": [None] * len(batch),
                                     "samples": [None] * len(batch)}
+        self._futures = futures
+        try:
+            return self._collect(params, batch, policy_step, timings, futures)
+        except BaseException:
+            self.cancel_pending()
+            raise
+        finally:
+            self._futures = None
+
+    def cancel_pending(self) -> None:
+        """Cancel the sandbox jobs of the step in progress that have not started yet."""
+        for per in (self._futures or {}).values():
+            for fs in per:
+                for f in fs or ():
+                    f.cancel()
+
+    def _collect(self, params, batch, policy_step, timings, futures):
+        cfg = self.cfg
+        rng = jax.random.fold_in(jax.random.key(self.seed), policy_step)
+        pending: list = []
 
         def submit(kind: str, start: int, programs: list[list[int]]) -> None:
             if not cfg.overlap:
@@ -369,9 +454,9 @@ class Learner:
                 return
             self._submit(batch, futures, kind, start, programs)
 
-        pending: list = []
         t0 = time.monotonic()
-        baselines, samples = self.sampler.run(params, [d.prompt_ids for d in batch], rng,
+        baselines, samples = self.sampler.run(local_params(params),
+                                              [d.prompt_ids for d in batch], rng,
                                               with_baseline=cfg.needs_baseline,
                                               on_programs=submit)
         timings["sampling"] = time.monotonic() - t0
@@ -435,8 +520,9 @@ class Learner:
                     f.write(json.dumps({
                         "task_id": g.task_id, "code": decode_program(self.tokenizer, ids),
                         "tokens": list(map(int, ids)), "baseline": is_base,
-                        "outcome": v.outcome, "error_type": v.error_type, "reward": v.reward,
-                        "policy_step": policy_step}) + "\n")
+                        "outcome": v.outcome, "error_type": v.error_type,
+                        "test_results": list(v.test_results), "reward": v.reward,
+                        "detail": v.detail, "policy_step": policy_step}) + "\n")
 
     def update(self, state, groups, token_probs, ref_logp, timings: dict):
         """Build the weighted batch(es) and apply the update(s): -> (state, train metrics)."""
@@ -449,7 +535,9 @@ class Learner:
                 groups, token_probs, ref_logp, self.cfg, batch_rows=local_rows,
                 encoder_length=self.encoder_length, decoder_length=self.decoder_length,
                 part=part)
-            state, m = self.step_fn(state, batch_lib.to_global(batch, self.batch_shardings))
+            # Leaf by leaf: each field with its own sharding, on one process or several.
+            state, m = self.step_fn(state, jax.tree.map(batch_lib.to_global, batch,
+                                                        self.batch_shardings))
             m = jax.device_get(m)  # blocks: the update time is real
             metrics.update({(k if part == "both" else f"{part}/{k}"): v for k, v in m.items()})
             metrics["dropped_internal"] = stats["dropped_internal"]
@@ -468,7 +556,6 @@ def offline_groups(problems: Sequence[ProblemData], samples_path, results_path,
     The first `num_samples` judged lines of each problem are used; InternalError lines stay
     in (build_rl_batch drops and counts them)."""
     from coderl_jax.data import jsonl
-    from coderl_jax.training.common import read_labelled_samples  # noqa: F401 (validation)
 
     by_id = {d.problem.task_id: d for d in problems}
 
@@ -498,9 +585,11 @@ def offline_groups(problems: Sequence[ProblemData], samples_path, results_path,
     sampled = read(samples_path, results_path)
     base = read(baseline_samples_path, baseline_results_path) if baseline_samples_path else {}
     groups = []
-    for task_id, entries in sampled.items():
-        d = by_id[task_id]
-        entries = entries[:num_samples]
+    for d in problems:  # problem order, as the online mode's pool: same seed, same batches
+        task_id = d.problem.task_id
+        if task_id not in sampled:
+            continue
+        entries = sampled[task_id][:num_samples]
         groups.append(Group(task_id, d.prompt_ids, d.reference_ids, [e[0] for e in entries],
                             [e[1] for e in entries],
                             base[task_id][0][1] if task_id in base else None))

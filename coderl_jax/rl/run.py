@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import threading
 import time
 from collections.abc import Callable
 
@@ -37,6 +38,14 @@ def _raise_stop(signum, frame):
     raise Stop(f"signal {signum}")
 
 
+def _set_handler(signum, handler):
+    """signal.signal where it can be set (the main thread); -> the previous handler. None
+    (a handler not set from Python, or off the main thread) restores the default."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
 def open_state(workdir: pathlib.Path, model, trainer: loop.TrainerConfig, tx, init_params,
                log: Callable[[str], None], desc: str):
     """(state, shardings, store, data position, mesh): restored when the workdir holds a
@@ -56,6 +65,16 @@ def open_state(workdir: pathlib.Path, model, trainer: loop.TrainerConfig, tx, in
     log(f"[{desc}] resumed from {store.directory / str(latest)} (step {latest}, "
         f"data position {position})")
     return state, shardings, store, position, mesh
+
+
+def _global_sum(values: np.ndarray) -> np.ndarray:
+    """Elementwise sum of a host vector over all processes (itself with one)."""
+    if jax.process_count() == 1:
+        return np.asarray(values, np.float64)
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(values, np.float32))
+    return np.asarray(gathered, np.float64).sum(axis=0)
 
 
 def problem_batch(num_problems: int, per_step: int, seed: int, position: int) -> list[int]:
@@ -94,6 +113,9 @@ def train_rl(workdir: str, *, actor: str = gin.REQUIRED, dataset: str = gin.REQU
     if trainer.batch_size != cfg.rows:
         log(f"[train-rl] batch size is P * (K + 1) = {cfg.rows} rows "
             f"(TrainerConfig.batch_size {trainer.batch_size} is not used)")
+    if cfg.problems_per_step % jax.process_count():
+        raise ValueError(f"RLConfig.problems_per_step {cfg.problems_per_step} does not split "
+                         f"over {jax.process_count()} processes (each samples its share)")
     if cfg.rows % (trainer.num_microbatches * jax.process_count()):
         raise ValueError(f"{cfg.rows} rows per step do not split into "
                          f"{trainer.num_microbatches} microbatches on {jax.process_count()} "
@@ -101,6 +123,16 @@ def train_rl(workdir: str, *, actor: str = gin.REQUIRED, dataset: str = gin.REQU
     offline = samples is not None
     if offline and results is None:
         raise ValueError("offline RL needs both samples and results files")
+    if (baseline_samples is None) != (baseline_results is None):
+        raise ValueError("the greedy baseline needs both baseline_samples and "
+                         "baseline_results files")
+    if offline and cfg.needs_baseline and baseline_samples is None:
+        raise ValueError(f"return estimator {cfg.estimator!r} needs the greedy baseline: "
+                         "give baseline_samples and baseline_results (or use an estimator "
+                         "without a baseline, e.g. 'critic' or 'group')")
+    if cfg.needs_critic and not critic:
+        raise ValueError(f"return estimator {cfg.estimator!r} needs a critic (--critic, from "
+                         "`coderl train-critic`); RLConfig.estimator='A' needs none")
     problems = [p for p in loaders.load_problems(dataset, data)[:max_problems] if p.hidden_tests]
     if not problems:
         raise ValueError(f"train-rl: no problem with hidden tests in {dataset} {data or ''}")
@@ -113,13 +145,15 @@ def train_rl(workdir: str, *, actor: str = gin.REQUIRED, dataset: str = gin.REQU
     model = step_lib.ActorModel(init.config)
     tx, schedule = optimizer_lib.make_optimizer(optimizer_lib.OptimizerConfig(),
                                                 trainer.train_steps)
+    # Host arrays: each process places its own shards of the same starting values.
     state, shardings, store, position, mesh = open_state(
-        workdir, model, trainer, tx, lambda: init.params, log, "train-rl")
+        workdir, model, trainer, tx, lambda: jax.device_get(init.params), log, "train-rl")
+    resumed = store.latest_step()
     step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
                                        trainer.num_microbatches)
     executor = None
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    writer = loop.MetricsWriter(workdir)
+    previous = _set_handler(signal.SIGTERM, _raise_stop)
+    writer = loop.MetricsWriter(workdir, resumed_step=resumed)
     try:
         if not offline:
             from coderl_jax.sandbox import Executor
@@ -141,11 +175,19 @@ def train_rl(workdir: str, *, actor: str = gin.REQUIRED, dataset: str = gin.REQU
         _loop(rl, state, store, writer, prepared, offline_data, trainer, cfg, position, log)
         state = rl.final_state
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        writer.close()
-        if executor is not None:
-            executor.close()
-        store.close()
+        # A second Ctrl-C / SIGTERM must not cut the clean-up short (the sandbox pool would
+        # be left to its own shutdown): both wait until it is done.
+        shielded = {sig: _set_handler(sig, signal.SIG_IGN)
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            writer.close()
+            if executor is not None:
+                executor.close()
+            store.close()
+        finally:
+            for sig, handler in shielded.items():
+                _set_handler(sig, handler)
+            _set_handler(signal.SIGTERM, previous)
     out = common.save_final(workdir, init, state,
                             metadata={"stage": "train-rl", "init": init.source,
                                       "estimator": cfg.estimator})
@@ -191,8 +233,16 @@ def _loop(rl: learner_lib.Learner, state, store, writer, prepared, offline_data,
             if (it + 1) % max(trainer.log_period // updates_per_step, 1) == 0 \
                     or done >= steps:
                 metrics = dict(train_metrics)
-                metrics.update(learner_lib.step_statistics(groups, pooled))
-                sampled = sum(len(ids) for g in groups for ids in g.samples)
+                # Counts summed over processes: process 0 logs the whole batch's figures.
+                local = np.concatenate([
+                    learner_lib.step_counts(groups, pooled, cfg.return_table),
+                    [metrics.pop("dropped_internal"),
+                     metrics.pop("dropped_no_baseline"),
+                     sum(len(ids) for g in groups for ids in g.samples)]])
+                total = _global_sum(local)
+                metrics.update(learner_lib.statistics_from_counts(total[:-3]))
+                metrics["dropped_internal"], metrics["dropped_no_baseline"], sampled = \
+                    total[-3:].tolist()
                 metrics.update({f"time/{k}": v for k, v in timings.items()})
                 metrics["time/step"] = step_time
                 metrics["tokens_per_second"] = cfg.rows * (cfg.max_source_length
