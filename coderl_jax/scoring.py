@@ -67,7 +67,7 @@ class Scorer:
         return cls(config, params, None if classes is None else tuple(classes), batch_size)
 
     def _batches(self, prompt_ids: Sequence[Sequence[int]],
-                 program_ids: Sequence[Sequence[int]]):
+                 program_ids: Sequence[Sequence[int]], temperature: float = 1.0):
         if len(prompt_ids) != len(program_ids):
             raise ValueError(f"{len(prompt_ids)} prompts but {len(program_ids)} programs")
         for start in range(0, len(prompt_ids), self.batch_size):
@@ -75,7 +75,8 @@ class Scorer:
             examples = []
             for i in rows:
                 targets = list(program_ids[i]) or [self.config.eos_token_id]
-                examples.append({"inputs": prompt_ids[i], "targets": targets})
+                examples.append({"inputs": prompt_ids[i], "targets": targets,
+                                 "temperature": temperature})
             enc = bucket(max(len(e["inputs"]) for e in examples), 16)
             dec = bucket(max(len(e["targets"]) for e in examples), 16)
             yield rows, batch_lib.build_batch(examples, self.batch_size, enc, dec)
@@ -102,13 +103,14 @@ class Scorer:
             pooled.extend(seq[j] for j, _ in enumerate(rows))
         return tokens, np.asarray(pooled).reshape(len(tokens), len(self.classes))
 
-    def log_probs(self, prompt_ids, program_ids) -> list[np.ndarray]:
-        """log p of every program token under the actor: [T_i] float32 each."""
+    def log_probs(self, prompt_ids, program_ids, temperature: float = 1.0) -> list[np.ndarray]:
+        """log p of every program token under the actor at `temperature` (log softmax of
+        logits / temperature, as the RL loss scores samples): [T_i] float32 each."""
         if self.classes is not None:
             raise ValueError("log_probs needs an actor, not a critic")
         fn = _actor_fn(self.config)
         out = []
-        for rows, b in self._batches(prompt_ids, program_ids):
+        for rows, b in self._batches(prompt_ids, program_ids, temperature):
             logp = np.asarray(fn(self.params, b))
             out.extend(logp[j, :len(program_ids[i])] for j, i in enumerate(rows))
         return out

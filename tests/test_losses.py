@@ -247,3 +247,29 @@ def test_train_step_objective_gradient_is_reinforce_on_a_tiny_t5():
     for g in (got, got_rl):
         jax.tree.map(lambda a, e: np.testing.assert_allclose(np.asarray(a), e, rtol=1e-4,
                                                              atol=1e-5 * scale), g, expected)
+
+
+def test_rl_rows_are_scored_at_their_sampling_temperature():
+    """The actor's log p of a row is log softmax(logits / T_row): RL samples are scored under
+    the distribution that drew them, references at T = 1."""
+    from coderl_jax.models.t5 import T5, init_params
+    from coderl_jax.training import batch as batch_lib
+    from coderl_jax.training.step import ActorModel
+
+    config = tiny_config()
+    params = init_params(config, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    examples = [{"inputs": rng.integers(5, 90, 7), "targets": rng.integers(5, 90, 5),
+                 "temperature": t} for t in (1.0, 0.6)]
+    b = batch_lib.build_batch(examples, 2, 8, 6)
+    np.testing.assert_allclose(b.temperature, [1.0, 0.6])
+    got = np.asarray(jax.jit(ActorModel(config).log_probs)(params, b))
+    logits = np.asarray(T5(config).apply({"params": params}, b.encoder_input_tokens,
+                                         b.decoder_input_tokens, b.encoder_mask,
+                                         b.decoder_mask), np.float64)
+    for row, t in enumerate((1.0, 0.6)):
+        z = logits[row] / t
+        logp = z - np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+            - z.max(-1, keepdims=True)
+        want = np.take_along_axis(logp, b.decoder_target_tokens[row][:, None], -1)[:, 0]
+        np.testing.assert_allclose(got[row], want, rtol=1e-4, atol=1e-4)

@@ -76,6 +76,10 @@ def test_rows_and_hand_computed_weights_of_estimator_a():
         np.testing.assert_allclose(row_weights(batch, row), adv * 2.0 / n_rl, rtol=1e-6)
     assert stats["dropped_internal"] == 1 and stats["dropped_no_baseline"] == 0
     assert (stats["rl_rows"], stats["ce_rows"]) == (5, 2)
+    # RL samples are scored at the sampling temperature, references (and padding) at 1.
+    np.testing.assert_allclose(batch.temperature[:2], 1.0)
+    np.testing.assert_allclose(batch.temperature[2:7], RLConfig().temperature)
+    np.testing.assert_allclose(batch.temperature[7:], 1.0)
     # No KL without kl_coef, even when reference log-probs are given.
     ref = [np.full(len(ids), -1.0, np.float32) for g in groups() for ids in g.samples]
     batch_ref, _ = build(groups(), ref=ref, estimator="A")

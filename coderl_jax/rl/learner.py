@@ -184,7 +184,7 @@ def build_rl_batch(groups: Sequence[Group], token_probs: Sequence[np.ndarray] | 
                 continue
             t = len(ids)
             rl_rows.append({"task_id": g.task_id, "inputs": g.prompt_ids, "targets": ids,
-                            "kind": "rl", "sample": index})
+                            "kind": "rl", "sample": index, "temperature": cfg.temperature})
             sample_returns.append(table[outcome])
             baseline_returns.append(table[g.baseline_outcome] if base_ok else 0.0)
             group_ids.append(g_index)
@@ -475,7 +475,8 @@ class Learner:
         timings["critic"] = time.monotonic() - t0
         t0 = time.monotonic()
         if self.reference is not None:
-            ref_logp = self.reference.log_probs(flat_prompts, flat_samples)
+            ref_logp = self.reference.log_probs(flat_prompts, flat_samples,
+                                                temperature=cfg.temperature)
         timings["reference"] = time.monotonic() - t0
         t0 = time.monotonic()
         verdicts = self._wait(futures)

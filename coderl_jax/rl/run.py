@@ -224,7 +224,8 @@ def _loop(rl: learner_lib.Learner, state, store, writer, prepared, offline_data,
                 if rl.critic is not None:
                     probs, pooled = rl.critic.critic_outputs(flat_prompts, flat)
                 if rl.reference is not None:
-                    ref_logp = rl.reference.log_probs(flat_prompts, flat)
+                    ref_logp = rl.reference.log_probs(flat_prompts, flat,
+                                                      temperature=cfg.temperature)
             state, train_metrics = rl.update(state, groups, probs, ref_logp, timings)
             position += 1
             step_time = time.monotonic() - t_step

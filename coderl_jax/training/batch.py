@@ -15,6 +15,10 @@ axis, so one rule shards it ("batch" -> "data"):
     reference_log_probs   float32 [B, T]  log p_ref of each target token (KL penalty only)
     labels                int32   [B]     the critic's outcome class of the row
     label_weights         float32 [B]     weight of the row in the critic loss (1/rows; 0 pads)
+    temperature           float32 [B]     the actor scores the row at softmax(logits / T): the
+                                          sampling temperature for RL samples (REINFORCE
+                                          needs log pi of the distribution that drew them),
+                                          1.0 for references and padding
 
 Weights are data and already normalised on the host, so the actor's L_ce, L_rl, their sum,
 the critic loss and the KL term are all one step (DESIGN.md "one weighted loss").
@@ -47,6 +51,7 @@ class Batch:
     reference_log_probs: Any
     labels: Any
     label_weights: Any
+    temperature: Any
 
     @property
     def batch_size(self) -> int:
@@ -63,6 +68,7 @@ def empty_batch(batch_size: int, encoder_length: int, decoder_length: int) -> Ba
         token_weights=dec(np.float32), kl_weights=dec(np.float32),
         reference_log_probs=dec(np.float32),
         labels=np.zeros((batch_size,), np.int32), label_weights=np.zeros((batch_size,), np.float32),
+        temperature=np.ones((batch_size,), np.float32),
     )
 
 
@@ -73,7 +79,7 @@ def build_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder_
     Each example has "inputs" int [n] (framed prompt tokens) and "targets" int [m] (program
     tokens ending in EOS), and optionally "token_weights" [m], "kl_weights" [m],
     "reference_log_probs" [m] (default 0: no loss on the row unless weights are set later),
-    "label" int and "label_weight" float (default 0). Too long an example is an error naming
+    "label" int and "label_weight" float (default 0), "temperature" float (default 1). Too long an example is an error naming
     it (a truncated program is a wrong program; the callers size the lengths).
     """
     if len(examples) > batch_size:
@@ -102,6 +108,11 @@ def build_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder_
                     raise ValueError(f"example {name!r}: {key} has shape {values.shape}, "
                                      f"expected ({m},) like its targets")
                 getattr(batch, key)[row, :m] = values
+        if ex.get("temperature") is not None:
+            if not ex["temperature"] > 0:
+                raise ValueError(f"example {name!r}: temperature must be > 0, got "
+                                 f"{ex['temperature']}")
+            batch.temperature[row] = float(ex["temperature"])
         if "label" in ex:
             batch.labels[row] = int(ex["label"])
             batch.label_weights[row] = float(ex.get("label_weight", 1.0))

@@ -58,13 +58,21 @@ class ActorModel:
         return param_logical_axes(self.config)
 
     def log_probs(self, params, batch: Batch, rng=None, deterministic: bool = True):
-        """log p of every target token: [B, T] float32."""
+        """log p of every target token at its row's temperature: [B, T] float32.
+
+        log softmax(logits / T_b): T_b = 1 for supervised rows; for RL samples the sampling
+        temperature, so the policy gradient is that of the distribution that drew them
+        (scored at T = 1, the greedy baseline's share of the gradient no longer averages to
+        zero and pushes the policy flatter). Top-p truncation is not modelled (as in TRL
+        and verl): it only removes tokens that were not sampled.
+        """
         from coderl_jax.models.t5 import T5
 
         logits = T5(self.config).apply(
             {"params": params}, batch.encoder_input_tokens, batch.decoder_input_tokens,
             batch.encoder_mask, batch.decoder_mask, deterministic=deterministic,
             rngs=None if deterministic else {"dropout": rng})
+        logits = logits / batch.temperature.astype(jnp.float32)[:, None, None]
         return losses.token_log_probs(logits, batch.decoder_target_tokens)
 
     def loss(self, params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
