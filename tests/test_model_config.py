@@ -12,6 +12,7 @@ GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs" / "models"
 # (d_model, num_layers, decoder layers, heads, d_ff, vocab) of each model file.
 GIN_SHAPES = {
     "tiny.gin": (32, 2, 2, 4, 64, 128),
+    "demo_cpu.gin": (128, 2, 2, 4, 512, 2048),
     "codet5_small.gin": (512, 6, 6, 8, 2048, 32100),
     "codet5_base.gin": (768, 12, 12, 12, 3072, 32100),
     "codet5_large.gin": (1024, 24, 24, 16, 4096, 32100),
