@@ -241,6 +241,34 @@ def read_labelled_samples(samples_path, results_path, problems_by_id: dict[str, 
     return out, internal
 
 
+@dataclasses.dataclass
+class LabelledData:
+    """What train-critic and train-repair start from: the problems, the labelled samples
+    split by problem into train and held-out, and the starting model."""
+
+    problems: dict
+    labelled: list
+    internal_errors: int
+    init: InitModel
+    train_ids: list
+    held_ids: list
+
+
+def load_labelled_data(samples, results, dataset: str, data, init_model: str | None,
+                       tokenizer: str | None, holdout_fraction: float, seed: int
+                       ) -> LabelledData:
+    """Problems, samples joined with results (`read_labelled_samples`), the starting model,
+    and the task ids split into train / held-out (`split_holdout`)."""
+    from coderl_jax.data import loaders
+
+    problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
+    labelled, internal = read_labelled_samples(samples, results, problems)
+    init = load_init(init_model, tokenizer)
+    ids = sorted({s.task_id for s in labelled})
+    train_ids, held_ids = split_holdout(ids, holdout_fraction, seed)
+    return LabelledData(problems, labelled, internal, init, train_ids, held_ids)
+
+
 def encode_pair(tokenizer, prompt: str, program: str) -> tuple[list[int], list[int]]:
     """(framed prompt ids `<s> ... </s>`, program ids + EOS) as every model here reads them."""
     inputs = tokenizer(prompt, add_special_tokens=True)["input_ids"]

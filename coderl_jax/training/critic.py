@@ -93,16 +93,14 @@ def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
                  holdout_fraction: float = 0.1, include_references: bool = True,
                  log: Callable[[str], None] = print) -> pathlib.Path:
     """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
-    from coderl_jax.data import loaders
     from coderl_jax.models.critic import init_critic_params
 
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
     trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
-    problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
-    labelled, internal = common.read_labelled_samples(samples, results, problems)
-    init = common.load_init(init_model, tokenizer)
-    ids = sorted({s.task_id for s in labelled})
-    train_ids, held_ids = common.split_holdout(ids, holdout_fraction, trainer.seed)
+    d = common.load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
+                                  holdout_fraction, trainer.seed)
+    problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
+    train_ids, held_ids = d.train_ids, d.held_ids
     args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
     rows, skipped = critic_examples(labelled, problems, train_ids, *args[1:],
                                     include_references=include_references)

@@ -50,15 +50,11 @@ def train_repair(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
                  holdout_fraction: float = 0.05, max_per_problem: int | None = None,
                  log: Callable[[str], None] = print) -> pathlib.Path:
     """Train the repair model; returns its model dir (workdir/model)."""
-    from coderl_jax.data import loaders
-
     trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
-    problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
-    labelled, internal = common.read_labelled_samples(samples, results, problems)
-    init = common.load_init(init_model, tokenizer)
-    ids = sorted({s.task_id for s in labelled})
-    train_ids, held_ids = common.split_holdout(ids, holdout_fraction, trainer.seed)
-    train_set = set(train_ids)
+    d = common.load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
+                                  holdout_fraction, trainer.seed)
+    problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
+    train_set = set(d.train_ids)
     examples = repair_examples([s for s in labelled if s.task_id in train_set], problems,
                                init.tokenizer, max_source_length, max_target_length,
                                max_per_problem)
