@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-critic": ("coderl_jax.train.critic", "train the critic on sandbox-labelled samples"),
     "train-repair": ("coderl_jax.train.repair", "train the repair model on failed samples"),
     "train-rl": ("coderl_jax.train.rl", "online CodeRL: sample, execute, critic-weighted update"),
-    "generate": ("coderl_jax.eval.generate", "sample programs from a model for a prompts file"),
+    "generate": ("coderl_jax.eval.generate", "sample programs for a problem set or a prompts file (+ critic sampling)"),
     "execute": ("coderl_jax.eval.execute", "run samples against unit tests in the sandbox"),
     "evaluate": ("coderl_jax.eval.evaluate", "pass@k / n@k tables and plots from results files"),
 }
