@@ -22,8 +22,8 @@ import gin
 import jax
 import numpy as np
 
-from coderl_jax import checkpoints, partitioning
 from coderl_jax.rl import learner as learner_lib
+from coderl_jax.training import batch as batch_lib
 from coderl_jax.training import common, loop
 from coderl_jax.training import optimizer as optimizer_lib
 from coderl_jax.training import state as state_lib
@@ -44,37 +44,6 @@ def _set_handler(signum, handler):
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-
-
-def open_state(workdir: pathlib.Path, model, trainer: loop.TrainerConfig, tx, init_params,
-               log: Callable[[str], None], desc: str):
-    """(state, shardings, store, data position, mesh): restored when the workdir holds a
-    checkpoint, else created from `init_params()`."""
-    mesh = partitioning.make_mesh(trainer.mesh_data, trainer.mesh_model)
-    store = checkpoints.CheckpointStore(workdir / loop.CHECKPOINT_DIR,
-                                        max_to_keep=trainer.keep_checkpoints)
-    latest = store.latest_step()
-    if latest is None:
-        state, shardings = state_lib.create_state(model, tx, mesh, trainer.seed, init_params())
-        return state, shardings, store, 0, mesh
-    abstract_params = jax.eval_shape(model.init, jax.random.key(0))
-    param_shardings = partitioning.logical_to_shardings(model.logical_axes(), mesh)
-    shardings = state_lib.state_shardings(tx, abstract_params, param_shardings, mesh)
-    state, meta = loop.restore_state(store, latest, model, tx, shardings)
-    position = int(meta.get("data_position", latest))
-    log(f"[{desc}] resumed from {store.directory / str(latest)} (step {latest}, "
-        f"data position {position})")
-    return state, shardings, store, position, mesh
-
-
-def _global_sum(values: np.ndarray) -> np.ndarray:
-    """Elementwise sum of a host vector over all processes (itself with one)."""
-    if jax.process_count() == 1:
-        return np.asarray(values, np.float64)
-    from jax.experimental import multihost_utils
-
-    gathered = multihost_utils.process_allgather(np.asarray(values, np.float32))
-    return np.asarray(gathered, np.float64).sum(axis=0)
 
 
 def problem_batch(num_problems: int, per_step: int, seed: int, position: int) -> list[int]:
@@ -145,10 +114,8 @@ def train_rl(workdir: str, *, actor: str = gin.REQUIRED, dataset: str = gin.REQU
     model = step_lib.ActorModel(init.config)
     tx, schedule = optimizer_lib.make_optimizer(optimizer_lib.OptimizerConfig(),
                                                 trainer.train_steps)
-    # Host arrays: each process places its own shards of the same starting values.
-    state, shardings, store, position, mesh = open_state(
-        workdir, model, trainer, tx, lambda: jax.device_get(init.params), log, "train-rl")
-    resumed = store.latest_step()
+    state, shardings, store, position, mesh, resumed = loop.open_state(
+        workdir, model, trainer, tx, lambda: init.params, log, "train-rl")
     step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
                                        trainer.num_microbatches)
     executor = None
@@ -240,7 +207,7 @@ def _loop(rl: learner_lib.Learner, state, store, writer, prepared, offline_data,
                     [metrics.pop("dropped_internal"),
                      metrics.pop("dropped_no_baseline"),
                      sum(len(ids) for g in groups for ids in g.samples)]])
-                total = _global_sum(local)
+                total = batch_lib.global_sum(local)
                 metrics.update(learner_lib.statistics_from_counts(total[:-3]))
                 metrics["dropped_internal"], metrics["dropped_no_baseline"], sampled = \
                     total[-3:].tolist()

@@ -157,13 +157,19 @@ def critic_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder
     return batch.replace(label_weights=weights)
 
 
-def global_count(local: float) -> float:
-    """Sum of a host-local count over all processes (the normaliser of a multi-host batch)."""
+def global_sum(local) -> np.ndarray:
+    """Elementwise sum of a host-local scalar or vector over all processes (float64)."""
     if jax.process_count() == 1:
-        return float(local)
+        return np.asarray(local, np.float64)
     from jax.experimental import multihost_utils
 
-    return float(np.sum(multihost_utils.process_allgather(np.asarray(local, np.float32))))
+    gathered = multihost_utils.process_allgather(np.asarray(local, np.float32))
+    return np.asarray(gathered, np.float64).sum(axis=0)
+
+
+def global_count(local: float) -> float:
+    """Sum of a host-local count over all processes (the normaliser of a multi-host batch)."""
+    return float(global_sum(local))
 
 
 def to_global(batch: Batch, sharding: Any) -> Batch:

@@ -179,16 +179,14 @@ def _log_prob_fn(model):
 def greedy_pass_rate(config, params, tokenizer, problems: Sequence[Any], executor, *,
                      max_source_length: int, max_new_tokens: int, batch_size: int = 8) -> float:
     """Share of `problems` whose greedy program passes the hidden tests (pass@1 greedy)."""
-    from coderl_jax.data.prompts import format_prompt
     from coderl_jax.decoding import SamplingParams
-    from coderl_jax.generation import generate_samples
+    from coderl_jax.generation import generate_for_problems
 
     if not problems:
         return float("nan")
-    prompts = [format_prompt(p, tokenizer, max_source_length) for p in problems]
-    programs = generate_samples(config, params, tokenizer, prompts,
-                                SamplingParams(greedy=True, max_new_tokens=max_new_tokens),
-                                batch_size=batch_size, max_source_length=max_source_length)
+    programs = generate_for_problems(config, params, tokenizer, problems,
+                                     SamplingParams(greedy=True, max_new_tokens=max_new_tokens),
+                                     batch_size=batch_size, max_source_length=max_source_length)
     futures = [executor.submit(p, progs[0]) for p, progs in zip(problems, programs)]
     return float(np.mean([f.result().passed for f in futures]))
 

@@ -215,6 +215,31 @@ def restore_state(store: checkpoints.CheckpointStore, step: int, model, tx,
     return state_lib.items_to_state(items), items[checkpoints.METADATA_ITEM]
 
 
+def open_state(workdir: pathlib.Path, model, trainer: TrainerConfig, tx,
+               init_params: Callable[[], Any] | None, log: Callable[[str], None], desc: str):
+    """-> (state, shardings, store, data position, mesh, resumed step or None): the state
+    restored from the workdir's latest checkpoint, else created from `init_params()`
+    (None: random init), on the trainer's mesh."""
+    mesh = partitioning.make_mesh(trainer.mesh_data, trainer.mesh_model)
+    store = checkpoints.CheckpointStore(workdir / CHECKPOINT_DIR,
+                                        max_to_keep=trainer.keep_checkpoints)
+    latest = store.latest_step()
+    if latest is None:
+        # As host arrays: each process then places its own shards of the same values (a
+        # device array would need a cross-host transfer to reach another process's devices).
+        params = None if init_params is None else jax.device_get(init_params())
+        state, shardings = state_lib.create_state(model, tx, mesh, trainer.seed, params)
+        return state, shardings, store, 0, mesh, None
+    abstract_params = jax.eval_shape(model.init, jax.random.key(0))
+    param_shardings = partitioning.logical_to_shardings(model.logical_axes(), mesh)
+    shardings = state_lib.state_shardings(tx, abstract_params, param_shardings, mesh)
+    state, meta = restore_state(store, latest, model, tx, shardings)
+    position = int(meta.get("data_position", latest))
+    log(f"[{desc}] resumed from {store.directory / str(latest)} (step {latest}, "
+        f"data position {position})")
+    return state, shardings, store, position, mesh, latest
+
+
 def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                  optimizer: optimizer_lib.OptimizerConfig,
                  init_params: Callable[[], Any] | None,
@@ -233,25 +258,9 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
     Returns the final state.
     """
     workdir = pathlib.Path(workdir)
-    mesh = partitioning.make_mesh(trainer.mesh_data, trainer.mesh_model)
     tx, schedule = optimizer_lib.make_optimizer(optimizer, trainer.train_steps)
-    store = checkpoints.CheckpointStore(workdir / CHECKPOINT_DIR,
-                                        max_to_keep=trainer.keep_checkpoints)
-    latest = store.latest_step()
-    if latest is None:
-        # As host arrays: each process then places its own shards of the same values (a
-        # device array would need a cross-host transfer to reach another process's devices).
-        params = None if init_params is None else jax.device_get(init_params())
-        state, shardings = state_lib.create_state(model, tx, mesh, trainer.seed, params)
-        data_position = 0
-    else:
-        abstract_params = jax.eval_shape(model.init, jax.random.key(0))
-        param_shardings = partitioning.logical_to_shardings(model.logical_axes(), mesh)
-        shardings = state_lib.state_shardings(tx, abstract_params, param_shardings, mesh)
-        state, meta = restore_state(store, latest, model, tx, shardings)
-        data_position = int(meta.get("data_position", latest))
-        log(f"[{desc}] resumed from {store.directory / str(latest)} (step {latest}, "
-            f"data position {data_position})")
+    state, shardings, store, data_position, mesh, latest = open_state(
+        workdir, model, trainer, tx, init_params, log, desc)
     start = int(jax.device_get(state.step))
     step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
                                        trainer.num_microbatches)
