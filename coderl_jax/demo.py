@@ -215,11 +215,12 @@ def render_report(result: dict, cfg: DemoConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _last_metric(workdir: pathlib.Path, key: str) -> float:
+def _metric(workdir: pathlib.Path, key: str, index: int = -1) -> float:
+    """metrics.jsonl's `key` at its `index`-th logged record (default: the last); NaN if none."""
     from coderl_jax.training.loop import read_metrics
 
     values = [r[key] for r in read_metrics(workdir) if key in r]
-    return float(values[-1]) if values else float("nan")
+    return float(values[index]) if values else float("nan")
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -262,15 +263,15 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
              + ["ENCODER_LENGTH = 128", "DECODER_LENGTH = 64"])
         pretrained = pretrain(str(work / "pretrain"), tokenizer=str(tok_dir),
                               corpus_max_bytes=cfg.pretrain_corpus_bytes, log=quiet)
-        log(f"    loss {_last_metric(work / 'pretrain', 'loss'):.3f} -> {pretrained}")
+        log(f"    loss {_metric(work / 'pretrain', 'loss'):.3f} -> {pretrained}")
 
     with _stage(log, stages, "warm start (L_ce)", total):
         _gin("finetune", _common_bindings(cfg, cfg.warm_steps))
         warm = finetune(str(work / "warm"), dataset="synthetic", data=str(train_path),
                         init_model=str(pretrained), holdout_fraction=0.05, eval_problems=0,
                         log=quiet)
-        log(f"    loss {_last_metric(work / 'warm', 'loss'):.3f}, held-out "
-            f"{_last_metric(work / 'warm', 'eval/heldout_nll'):.3f} -> {warm}")
+        log(f"    loss {_metric(work / 'warm', 'loss'):.3f}, held-out "
+            f"{_metric(work / 'warm', 'eval/heldout_nll'):.3f} -> {warm}")
 
     with _stage(log, stages, "sample + execute on the train split", total):
         critic_data = work / "data" / "critic_problems.jsonl"
@@ -312,15 +313,15 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
             f"PROBLEMS_PER_STEP = {cfg.rl_problems_per_step}", f"NUM_SAMPLES = {cfg.rl_samples}",
             f"ESTIMATOR = '{estimator}'", f"RLConfig.temperature = {cfg.temperature}",
             f"RLConfig.top_p = {cfg.top_p}", f"RLConfig.workers = {cfg.workers}",
-            f"LOG_PERIOD = 1"]
+            "LOG_PERIOD = 1"]
 
     with _stage(log, stages, "online CodeRL (estimator D)", total):
         _gin("rl", rl_bindings("coderl"))
         rl_model = train_rl(str(work / "rl"), actor=str(warm), critic=str(critic),
                             dataset="synthetic", data=str(train_path), log=quiet)
         log(f"    train sample pass rate: first step "
-            f"{_first_metric(work / 'rl', 'sample_pass_rate'):.2f}, last step "
-            f"{_last_metric(work / 'rl', 'sample_pass_rate'):.2f}")
+            f"{_metric(work / 'rl', 'sample_pass_rate', 0):.2f}, last step "
+            f"{_metric(work / 'rl', 'sample_pass_rate'):.2f}")
 
     with _stage(log, stages, "CE+ (L_ce for as many updates)", total):
         _gin("finetune", _common_bindings(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate))
@@ -359,7 +360,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
                 result["ablation"][estimator] = {
                     "pass@1": report["pass@1"],
                     f"pass@{cfg.eval_samples}": report[f"pass@{cfg.eval_samples}"],
-                    "last_sample_pass_rate": _last_metric(out, "sample_pass_rate")}
+                    "last_sample_pass_rate": _metric(out, "sample_pass_rate")}
                 log(f"    {estimator}: pass@1 {report['pass@1']:.1f}")
 
     with _stage(log, stages, "report", total):
@@ -380,13 +381,6 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     (work / "report.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     log(f"[demo] total {result['seconds']:.0f} s")
     return result
-
-
-def _first_metric(workdir: pathlib.Path, key: str) -> float:
-    from coderl_jax.training.loop import read_metrics
-
-    values = [r[key] for r in read_metrics(workdir) if key in r]
-    return float(values[0]) if values else float("nan")
 
 
 def _critic_sampling(cfg: DemoConfig, actor_dir, critic_dir, repair_dir, test, test_path

@@ -287,7 +287,7 @@ def _pad_prompts(prompt_ids: Sequence[Sequence[int]], pad_id: int, rows: int
     return ids[:len(prompt_ids)], mask[:len(prompt_ids)]
 
 
-def _programs(out, eos: int) -> list[list[int]]:
+def _programs(out) -> list[list[int]]:
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     return [tokens[i, :lengths[i]].tolist() for i in range(tokens.shape[0])]
 
@@ -322,7 +322,7 @@ class Sampler:
             if with_baseline:
                 out = sample(self.config, params, ids, mask, rng, self.greedy,
                              pad_batch_to=chunk)
-                progs = _programs(out, self.config.eos_token_id)
+                progs = _programs(out)
                 for j, i in enumerate(idx):
                     baselines[i] = progs[j]
                 on_programs("baseline", start, progs)
@@ -330,7 +330,7 @@ class Sampler:
                                      for k in range(cfg.num_samples)], np.int32)
             out = sample(self.config, params, ids, mask, jax.random.fold_in(rng, 1),
                          self.sampled, sample_ids=sample_ids, pad_batch_to=chunk)
-            progs = _programs(out, self.config.eos_token_id)
+            progs = _programs(out)
             for j, i in enumerate(idx):
                 samples[i] = progs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
             on_programs("samples", start, progs)
