@@ -275,6 +275,8 @@ class DecoderConfig:
             d["rope_parameters"] = {"rope_theta": self.rope_theta, "rope_type": "default"}
             d.pop("rope_theta", None)
             d["layer_types"] = ["full_attention"] * self.num_layers
+            # Resolved: transformers' Qwen2 reads a null head_dim as a number.
+            d["head_dim"], d["num_key_value_heads"] = self.dim_per_head, self.kv_heads
         for key in _HF_DROPOUT_COPIES.get(self.family, ()):
             d[key] = self.dropout_rate
         d["use_cache"] = True

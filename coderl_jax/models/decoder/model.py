@@ -236,11 +236,17 @@ class DecoderLM(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, input_mask: jax.Array | None = None, *,
-                 deterministic: bool = True, decode: bool = False, return_hidden: bool = False):
+                 deterministic: bool = True, decode: bool = False, return_hidden: bool = False,
+                 gather: jax.Array | None = None, head: bool = True):
         """input_ids [batch, len] int, input_mask [batch, len] (1 = real token; None = all).
 
         Returns logits [batch, len, vocab] float32 (logits[:, t] predict token t + 1), or
         (logits, hidden) with hidden [batch, len, d_model] after the final norm.
+        gather [batch, T] int: only the states at these indices go through the LM head
+        (logits and hidden are then [batch, T, ...]): training scores program tokens
+        without paying the vocab projection for every prompt position.
+        head=False returns the (gathered) hidden states alone and creates no LM head
+        params (the critic's backbone).
         """
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must have rank 2, got shape {input_ids.shape}")
@@ -292,6 +298,10 @@ class DecoderLM(nn.Module):
                 x, positions, local_allowed if kind == "local" else allowed,
                 deterministic=deterministic, decode=decode, cache_index=cache_index)
         hidden = Norm(cfg, name="final_norm")(x)
+        if gather is not None:
+            hidden = jnp.take_along_axis(hidden, gather[..., None].astype(jnp.int32), axis=1)
+        if not head:
+            return hidden
         if cfg.tie_word_embeddings:
             embedding = jnp.asarray(embed.embedding, hidden.dtype)
             logits = contract(hidden, embedding.T, 1, True)
