@@ -352,8 +352,8 @@ _HF_REQUIRED: dict[str, dict[str, Any]] = {
     "gpt2": {"activation_function": "gelu_new", "scale_attn_weights": True,
              "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False},
     "gpt_neo": {"activation_function": "gelu_new"},
-    "gptj": {"activation_function": "gelu_new"},
-    "qwen2": {"hidden_act": "silu", "use_sliding_window": False},
+    "gptj": {"activation_function": "gelu_new", "rotary": True},
+    "qwen2": {"hidden_act": "silu", "use_sliding_window": False, "use_mrope": False},
 }
 # Dropout probabilities HF keeps separately; we have one rate and write it to all of them.
 _HF_DROPOUT_COPIES = {"gpt2": ("embd_pdrop", "attn_pdrop"),
