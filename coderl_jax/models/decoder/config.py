@@ -251,11 +251,12 @@ class DecoderConfig:
             if not eos:
                 raise ValueError(f"{source}: eos_token_id is an empty list")
             kwargs["eos_token_id"] = eos[0]  # generation stops at the first listed
-        if kwargs.get("eos_token_id") is None:
-            raise ValueError(f"{source}: eos_token_id is missing or null; sampling needs it")
         if "rope_theta" in kwargs:
             kwargs["rope_theta"] = float(kwargs["rope_theta"])
         _check_fields(overrides, f"{source} overrides")
+        if kwargs.get("eos_token_id") is None and overrides.get("eos_token_id") is None:
+            raise ValueError(f"{source}: eos_token_id is missing or null; sampling needs it "
+                             "(set it in config.json or pass eos_token_id=... to load_hf)")
         return cls(**{**kwargs, **overrides})
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -267,7 +268,8 @@ class DecoderConfig:
         for hf_key, ours in _HF_KEYS[self.family].items():
             if ours in values:
                 d.setdefault(hf_key, values[ours])
-        d.update(_HF_REQUIRED.get(self.family, {}))
+        d.update({k: v for k, v in _HF_REQUIRED.get(self.family, {}).items()
+                  if k not in _HF_CHECK_ONLY})
         if self.family == "gpt_neo":
             d["attention_types"] = [[[kind], 1] for kind in self.layer_kinds]
             d["attention_layers"] = list(self.layer_kinds)
@@ -355,6 +357,9 @@ _HF_REQUIRED: dict[str, dict[str, Any]] = {
     "gptj": {"activation_function": "gelu_new", "rotary": True},
     "qwen2": {"hidden_act": "silu", "use_sliding_window": False, "use_mrope": False},
 }
+# Keys some hub configs carry (older GPT-J, Qwen2-VL-derived configs) but transformers'
+# config classes do not define: checked when present, never written.
+_HF_CHECK_ONLY = frozenset({"rotary", "use_mrope"})
 # Dropout probabilities HF keeps separately; we have one rate and write it to all of them.
 _HF_DROPOUT_COPIES = {"gpt2": ("embd_pdrop", "attn_pdrop"),
                       "gpt_neo": ("embed_dropout", "attention_dropout"),

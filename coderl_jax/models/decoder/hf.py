@@ -257,18 +257,22 @@ def read_config(model_dir: str | os.PathLike, **overrides) -> DecoderConfig:
         return DecoderConfig.from_hf_dict(json.load(f), source=str(path), **overrides)
 
 
-def load_hf(path_or_hub_id: str | os.PathLike, *,
-            dtype: str | None = None) -> tuple[DecoderConfig, dict]:
+def load_hf(path_or_hub_id: str | os.PathLike, *, dtype: str | None = None,
+            **overrides) -> tuple[DecoderConfig, dict]:
     """Load a GPT-2 / GPT-Neo / GPT-J / Qwen2 directory or hub id -> (config, params).
 
     Params are jax arrays in the config's param_dtype (float32); `dtype` sets the compute
-    dtype of the returned config. Weights: safetensors (bf16 widened) or pytorch_model.bin.
+    dtype of the returned config; `overrides` set other DecoderConfig fields that the
+    config.json lacks or that the run changes (e.g. eos_token_id, dropout_rate).
+    Weights: safetensors (bf16 widened) or pytorch_model.bin.
     """
     import jax
     import jax.numpy as jnp
 
     model_dir = resolve_model_dir(path_or_hub_id)
-    config = read_config(model_dir, **({} if dtype is None else {"dtype": dtype}))
+    if dtype is not None:
+        overrides["dtype"] = dtype
+    config = read_config(model_dir, **overrides)
     params = hf_tensors_to_params(config, read_hf_tensors(model_dir), source=str(model_dir))
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.dtype(config.param_dtype)), params)
     return config, params
