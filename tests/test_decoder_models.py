@@ -12,6 +12,7 @@ tokens) and critic read the right positions.
 
 import functools
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -22,7 +23,9 @@ import transformers
 
 from coderl_jax import partitioning
 from coderl_jax.decoding import SamplingParams
+from coderl_jax.models.critic import CriticHead
 from coderl_jax.models.decoder.config import DecoderConfig
+from coderl_jax.models.decoder.critic import backbone_from_lm
 from coderl_jax.models.decoder.hf import export_hf, load_hf
 from coderl_jax.models.decoder.model import DecoderLM, init_cache
 from coderl_jax.models.decoder.sampling import sample
@@ -228,8 +231,13 @@ def test_pair_batch_scores_program_tokens_only_whatever_the_prompt_padding(pair)
         assert row["loss_mask"].sum() == m
         np.testing.assert_array_equal(row["targets"][row["loss_mask"] == 1], programs[r])
 
-    critic = family.critic_init(4, jax.random.key(1))
-    assert "lm_head" not in critic["backbone"]
+    # A critic warm-started from the LM (family.critic_init would compile a second init).
+    head = CriticHead(4).init(jax.random.key(1), jnp.zeros((1, 2, config.d_model)),
+                              jnp.ones((1, 2)))["params"]
+    critic = {"backbone": backbone_from_lm(params), "head": nn.meta.unbox(head)}
+    assert "lm_head" in params and "lm_head" not in critic["backbone"]
+    assert jax.tree.structure(critic) == jax.tree.structure(
+        family.critic_logical_axes(4), is_leaf=lambda x: isinstance(x, tuple))
     token_logits, pooled = jax.jit(lambda p, b: family.critic_logits(p, b, 4))(critic, batch)
     assert token_logits.shape == (2, T, 4) and pooled.shape == (2, 4)
     np.testing.assert_allclose(np.asarray(pooled[1]), np.asarray(token_logits[1]).max(0),
@@ -301,3 +309,35 @@ def test_logical_axes_name_every_param_and_the_model_runs_under_a_mesh(pair):
     with partitioning.activate(mesh):
         out = jax.jit(lambda p: DecoderLM(config).apply({"params": p}, ids, mask))(params)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6, rtol=0)
+
+
+def test_pytorch_bin_with_its_tied_head_copy_loads_like_safetensors(pair, tmp_path):
+    """Old-style pytorch_model.bin files store the tied lm_head (and causal-mask buffers)."""
+    name, model, hf_dir, _, params = pair
+    if name not in ("gpt2", "qwen2-tied-gqa"):
+        pytest.skip("the tied-head variants")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert "lm_head.weight" in state
+    if name == "gpt2":  # what transformers 4 checkpoints carry
+        state["transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 64, 64))
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text((hf_dir / "config.json").read_text())
+    _, from_bin = load_hf(tmp_path)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 from_bin, params)
+    state["lm_head.weight"] = state["lm_head.weight"] + 1.0
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="lm_head.weight differs"):
+        load_hf(tmp_path)
+
+
+def test_bfloat16_compute_returns_float32_logits_close_to_float32(pair):
+    name, _, _, config, params = pair
+    if name != "gptj":
+        pytest.skip("one variant")
+    ids, mask = _left_padded(np.random.default_rng(1), [12, 9, 4], 12)
+    full = np.asarray(_forward(config)(params, ids, mask))
+    half = _forward(config.replace(dtype="bfloat16"))(params, ids, mask)
+    assert half.dtype == jnp.float32
+    err = float(np.abs(np.asarray(half) - full)[mask.astype(bool)].max())
+    assert 0 < err < 0.1 * np.abs(full).max()
