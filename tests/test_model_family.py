@@ -131,3 +131,32 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="no rotary positions"):
         DecoderConfig(family="gpt2", rotary_dim=8)
     assert dataclasses.replace(DecoderConfig(), pad_token_id=None).pad_id == 50256
+
+
+def test_load_family_reads_the_architecture_from_config_json(tmp_path, monkeypatch):
+    """A T5 dir gives T5Family; a decoder-only hub id resolves through the hub code path
+    (snapshot_download, faked here: no network) and gives DecoderFamily."""
+    import huggingface_hub
+    import transformers
+
+    from coderl_jax.models.family import load_family
+    from model_utils import save_hf_model
+
+    save_hf_model(tiny_config(), tmp_path / "t5")
+    family, _ = load_family(tmp_path / "t5")
+    assert isinstance(family, T5Family) and family.config.d_model == 32
+
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=64, n_positions=32, n_embd=16, n_layer=1, n_head=2, bos_token_id=1,
+        eos_token_id=2))
+    gpt2.save_pretrained(tmp_path / "gpt2")
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns: calls.append(repo_id)
+                        or str(tmp_path / "gpt2"))
+    family, params = load_family("openai-community/gpt2", dtype="bfloat16")
+    assert calls == ["openai-community/gpt2"]
+    assert isinstance(family, DecoderFamily) and family.name == "gpt2"
+    assert family.config.dtype == "bfloat16" and family.pad_id == 2  # no pad token: EOS
+    np.testing.assert_array_equal(np.asarray(params["position_embedding"]),
+                                  gpt2.transformer.wpe.weight.detach().numpy())
