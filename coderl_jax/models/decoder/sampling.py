@@ -72,8 +72,11 @@ def _decode_loop(params, prompt_ids, prompt_mask, rng, temperature, top_p, prefi
     prefix_ids = jnp.repeat(prefix_ids, num_samples, axis=0)
     prefix_len = jnp.repeat(prefix_len, num_samples, axis=0)
     cache = init_cache(config, params, rows, ids.shape[1] + length)
+    # Prefill: only the last (left-aligned: always real) position goes through the LM head;
+    # [R, S, vocab] logits would be gigabytes for a 150k vocabulary.
+    last = jnp.full((rows, 1), ids.shape[1] - 1, jnp.int32)
     logits, variables = model.apply({"params": params, "cache": cache}, ids, mask, decode=True,
-                                    mutable=["cache"])
+                                    gather=last, mutable=["cache"])
     row_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, sample_ids)
     pad, eos = config.pad_id, config.eos_token_id
     last_prefix = prefix_ids.shape[1] - 1
@@ -108,7 +111,7 @@ def _decode_loop(params, prompt_ids, prompt_mask, rng, temperature, top_p, prefi
                                    mutable=["cache"])
         return t + 1, nxt[:, 0], updated["cache"], tokens, log_probs, done, lengths
 
-    init = (jnp.int32(0), logits[:, -1].astype(jnp.float32), variables["cache"],
+    init = (jnp.int32(0), logits[:, 0].astype(jnp.float32), variables["cache"],
             jnp.full((rows, length), pad, jnp.int32), jnp.zeros((rows, length), jnp.float32),
             jnp.zeros((rows,), bool), jnp.zeros((rows,), jnp.int32))
     _, _, _, tokens, log_probs, _, lengths = jax.lax.while_loop(cond, body, init)
