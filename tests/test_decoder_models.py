@@ -65,19 +65,27 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
-def pair(request, tmp_path_factory):
-    """(variant name, HF torch model, its dir, our config, our params)."""
-    cls, hf_config = VARIANTS[request.param]
-    torch.manual_seed(0)
-    model = cls(hf_config).eval()
-    with torch.no_grad():
-        for p in model.parameters():  # biases 0, norms 1 at init: move them all
-            p.add_(torch.randn_like(p) * 0.3)
-    out = tmp_path_factory.mktemp(request.param)
-    model.save_pretrained(out)
-    config, params = load_hf(out)
-    return request.param, model, out, config, params
+ALL = sorted(VARIANTS)
+
+
+@pytest.fixture(scope="module")
+def load_pair(tmp_path_factory):
+    """name -> (name, HF torch model, its dir, our config, our params), built once each."""
+    built = {}
+
+    def get(name):
+        if name not in built:
+            cls, hf_config = VARIANTS[name]
+            torch.manual_seed(0)
+            model = cls(hf_config).eval()
+            with torch.no_grad():
+                for p in model.parameters():  # biases 0, norms 1 at init: move them all
+                    p.add_(torch.randn_like(p) * 0.3)
+            out = tmp_path_factory.mktemp(name)
+            model.save_pretrained(out)
+            built[name] = (name, model, out) + load_hf(out)
+        return built[name]
+    return get
 
 
 @functools.cache
@@ -102,8 +110,9 @@ def _hf_logits(model, ids, mask):
                      position_ids=torch.tensor(positions)).logits.numpy()
 
 
-def test_logits_match_hf_on_a_left_padded_batch(pair):
-    name, model, _, config, params = pair
+@pytest.mark.parametrize("name", ALL)
+def test_logits_match_hf_on_a_left_padded_batch(load_pair, name):
+    name, model, _, config, params = load_pair(name)
     ids, mask = _left_padded(np.random.default_rng(1), [12, 9, 4], 12)
     ours = np.asarray(_forward(config)(params, ids, mask))
     ref = _hf_logits(model, ids, mask)
@@ -127,10 +136,10 @@ def _greedy(config, params, ids, mask, prefix=None, prefix_len=None):
 NEW = 8
 
 
-def test_greedy_with_kv_cache_equals_hf_generate_left_padded(pair):
-    name, model, _, config, params = pair
-    if name == "qwen2-tied-gqa":
-        pytest.skip("the untied Qwen2 variant covers the family's cache (saves a compile)")
+# Every family; one Qwen2 variant (each sampler compile costs seconds on 2 shared cores).
+@pytest.mark.parametrize("name", ["gpt2", "gpt_neo", "gptj", "qwen2-untied-mqa"])
+def test_greedy_with_kv_cache_equals_hf_generate_left_padded(load_pair, name):
+    name, model, _, config, params = load_pair(name)
     ids, mask = _left_padded(np.random.default_rng(2), [7, 5, 2], 7)
     with torch.no_grad():
         ref = model.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
@@ -141,8 +150,9 @@ def test_greedy_with_kv_cache_equals_hf_generate_left_padded(pair):
     assert (ours[:, ref.shape[1]:] == PAD).all()
 
 
-def test_export_then_hf_from_pretrained_round_trips(pair, tmp_path):
-    name, model, _, config, params = pair
+@pytest.mark.parametrize("name", ALL)
+def test_export_then_hf_from_pretrained_round_trips(load_pair, name, tmp_path):
+    name, model, _, config, params = load_pair(name)
     export_hf(config, params, tmp_path)
     back = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     assert type(back) is type(model)
@@ -175,12 +185,13 @@ def _prefill_then_steps(config):
     return jax.jit(run)
 
 
-def test_prefill_then_cached_steps_equal_full_forward(pair):
+# Greedy == HF generate already covers every family's cache; these two add a local window
+# across the chunk boundary and GQA.
+@pytest.mark.parametrize("name", ["gpt_neo", "qwen2-tied-gqa"])
+def test_prefill_then_cached_steps_equal_full_forward(load_pair, name):
     """A left-padded prompt written in one chunk, then one token per step: the logits
     equal the full forward's (GPT-Neo's local window reaches across the chunk boundary)."""
-    name, _, _, config, params = pair
-    if name not in ("gpt_neo", "qwen2-tied-gqa"):
-        pytest.skip("greedy == HF generate covers the other variants' caches")
+    name, _, _, config, params = load_pair(name)
     ids, mask = _left_padded(np.random.default_rng(4), [6, 3, 1], 6)
     rest = np.random.default_rng(5).integers(3, V, (3, 6))
     full_ids = np.concatenate([ids, rest], 1)
@@ -197,12 +208,11 @@ def test_prefill_then_cached_steps_equal_full_forward(pair):
     assert not np.asarray(cache["key_valid"])[:, 12:].any()
 
 
-def test_pair_batch_scores_program_tokens_only_whatever_the_prompt_padding(pair):
+@pytest.mark.parametrize("name", ["qwen2-untied-mqa"])  # the layout is family-independent
+def test_pair_batch_scores_program_tokens_only_whatever_the_prompt_padding(load_pair, name):
     """family.target_logits on a RIGHT-padded prompt batch == the plain LM's logits on each
     unpadded prompt + program; the critic reads the program tokens' states."""
-    name, _, _, config, params = pair
-    if name != "qwen2-untied-mqa":
-        pytest.skip("one variant is enough for the layout (the network is shared)")
+    name, _, _, config, params = load_pair(name)
     family = DecoderFamily(config)
     rng = np.random.default_rng(6)
     prompts = [rng.integers(3, V, n) for n in (5, 3)]
@@ -250,10 +260,9 @@ def test_pair_batch_scores_program_tokens_only_whatever_the_prompt_padding(pair)
     assert ids.shape == (2, S + T) and int(mask[0].sum()) == 5 + 4
 
 
-def test_prefix_forced_sampling_continues_the_prefix(pair):
-    name, _, _, config, params = pair
-    if name != "gpt2":
-        pytest.skip("one variant is enough (the loop is shared)")
+@pytest.mark.parametrize("name", ["gpt2"])  # the sampling loop is shared
+def test_prefix_forced_sampling_continues_the_prefix(load_pair, name):
+    name, _, _, config, params = load_pair(name)
     ids, mask = _left_padded(np.random.default_rng(7), [5, 3], 5)
     prefix = np.array([[11, 12, 13, 0], [21, 22, 0, 0]], np.int32)
     tokens = _greedy(config, params, ids, mask, prefix, np.array([3, 2]))
@@ -270,8 +279,9 @@ def test_prefix_forced_sampling_continues_the_prefix(pair):
     np.testing.assert_array_equal(tokens[1, 2:], cont[1, :NEW - 2])
 
 
-def test_load_family_picks_the_architecture(pair):
-    name, _, hf_dir, config, _ = pair
+@pytest.mark.parametrize("name", ALL)
+def test_load_family_picks_the_architecture(load_pair, name):
+    name, _, hf_dir, config, _ = load_pair(name)
     family, params = load_family(hf_dir)
     assert isinstance(family, DecoderFamily) and family.config == config
 
@@ -291,10 +301,11 @@ def test_unsupported_hf_settings_are_refused():
         DecoderConfig.from_hf_dict({"model_type": "bert"})
 
 
-def test_logical_axes_name_every_param_and_the_model_runs_under_a_mesh(pair):
+@pytest.mark.parametrize("name", ALL)
+def test_logical_axes_name_every_param_and_the_model_runs_under_a_mesh(load_pair, name):
     """Every parameter has one logical name per dimension from partitioning's rules, and
     the activation constraints are well-formed (both only checked under a mesh)."""
-    name, _, _, config, params = pair
+    name, _, _, config, params = load_pair(name)
     family = DecoderFamily(config)
     mesh = partitioning.make_mesh(data=1, model=1, devices=jax.devices()[:1])
     axes = family.logical_axes()
@@ -311,11 +322,10 @@ def test_logical_axes_name_every_param_and_the_model_runs_under_a_mesh(pair):
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6, rtol=0)
 
 
-def test_pytorch_bin_with_its_tied_head_copy_loads_like_safetensors(pair, tmp_path):
+@pytest.mark.parametrize("name", ["gpt2", "qwen2-tied-gqa"])  # the tied-head variants
+def test_pytorch_bin_with_its_tied_head_copy_loads_like_safetensors(load_pair, name, tmp_path):
     """Old-style pytorch_model.bin files store the tied lm_head (and causal-mask buffers)."""
-    name, model, hf_dir, _, params = pair
-    if name not in ("gpt2", "qwen2-tied-gqa"):
-        pytest.skip("the tied-head variants")
+    name, model, hf_dir, _, params = load_pair(name)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     assert "lm_head.weight" in state
     if name == "gpt2":  # what transformers 4 checkpoints carry
@@ -331,10 +341,9 @@ def test_pytorch_bin_with_its_tied_head_copy_loads_like_safetensors(pair, tmp_pa
         load_hf(tmp_path)
 
 
-def test_bfloat16_compute_returns_float32_logits_close_to_float32(pair):
-    name, _, _, config, params = pair
-    if name != "gptj":
-        pytest.skip("one variant")
+@pytest.mark.parametrize("name", ["gptj"])  # the dtype path is shared
+def test_bfloat16_compute_returns_float32_logits_close_to_float32(load_pair, name):
+    name, _, _, config, params = load_pair(name)
     ids, mask = _left_padded(np.random.default_rng(1), [12, 9, 4], 12)
     full = np.asarray(_forward(config)(params, ids, mask))
     half = _forward(config.replace(dtype="bfloat16"))(params, ids, mask)
