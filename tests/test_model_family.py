@@ -160,3 +160,75 @@ def test_load_family_reads_the_architecture_from_config_json(tmp_path, monkeypat
     assert family.config.dtype == "bfloat16" and family.pad_id == 2  # no pad token: EOS
     np.testing.assert_array_equal(np.asarray(params["position_embedding"]),
                                   gpt2.transformer.wpe.weight.detach().numpy())
+
+
+# config.json of the hub checkpoints the gin files name (as published; abridged only where a
+# key repeats): what load_hf must accept as they are.
+_SUMMARY = {"summary_activation": None, "summary_first_dropout": 0.1,
+            "summary_proj_to_labels": True, "summary_type": "cls_index",
+            "summary_use_proj": True}
+HUB_CONFIGS = {
+    "openai-community/gpt2": {
+        "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"],
+        "attn_pdrop": 0.1, "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256,
+        "initializer_range": 0.02, "layer_norm_epsilon": 1e-05, "model_type": "gpt2",
+        "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12, "n_positions": 1024,
+        "resid_pdrop": 0.1, **_SUMMARY,
+        "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+        "vocab_size": 50257},
+    "EleutherAI/gpt-neo-125M": {
+        "activation_function": "gelu_new", "architectures": ["GPTNeoForCausalLM"],
+        "attention_dropout": 0, "attention_layers": ["global", "local"] * 6,
+        "attention_types": [[["global", "local"], 6]], "bos_token_id": 50256,
+        "embed_dropout": 0, "eos_token_id": 50256, "gradient_checkpointing": False,
+        "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": None,
+        "layer_norm_epsilon": 1e-05, "max_position_embeddings": 2048, "model_type": "gpt_neo",
+        "num_heads": 12, "num_layers": 12, "resid_dropout": 0, **_SUMMARY,
+        "torch_dtype": "float32", "transformers_version": "4.9.0.dev0", "use_cache": True,
+        "vocab_size": 50257, "window_size": 256},
+    "EleutherAI/gpt-j-6b": {
+        "activation_function": "gelu_new", "architectures": ["GPTJForCausalLM"],
+        "attn_pdrop": 0.0, "bos_token_id": 50256, "embd_pdrop": 0.0, "eos_token_id": 50256,
+        "gradient_checkpointing": False, "initializer_range": 0.02,
+        "layer_norm_epsilon": 1e-05, "model_type": "gptj", "n_embd": 4096, "n_head": 16,
+        "n_inner": None, "n_layer": 28, "n_positions": 2048, "resid_pdrop": 0.0,
+        "rotary": True, "rotary_dim": 64, "scale_attn_weights": True, **_SUMMARY,
+        "tie_word_embeddings": False, "tokenizer_class": "GPT2Tokenizer",
+        "transformers_version": "4.18.0.dev0", "use_cache": True, "vocab_size": 50400},
+    "Qwen/Qwen2.5-0.5B": {
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0,
+        "bos_token_id": 151643, "eos_token_id": 151643, "hidden_act": "silu",
+        "hidden_size": 896, "initializer_range": 0.02, "intermediate_size": 4864,
+        "max_position_embeddings": 32768, "max_window_layers": 24, "model_type": "qwen2",
+        "num_attention_heads": 14, "num_hidden_layers": 24, "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
+        "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "transformers_version": "4.40.1", "use_cache": True, "use_mrope": False,
+        "use_sliding_window": False, "vocab_size": 151936},
+}
+GIN_OF_HUB = {"openai-community/gpt2": "gpt2", "EleutherAI/gpt-neo-125M": "gpt_neo_125m",
+              "Qwen/Qwen2.5-0.5B": "qwen2_0_5b"}
+
+
+@pytest.mark.parametrize("hub_id", sorted(HUB_CONFIGS))
+def test_published_hub_configs_parse_and_match_the_gin_shapes(hub_id):
+    config = DecoderConfig.from_hf_dict(HUB_CONFIGS[hub_id], source=hub_id)
+    if hub_id in GIN_OF_HUB:
+        gin_utils.parse([f"models/{GIN_OF_HUB[hub_id]}.gin"])
+        bound = family_config()
+        # dropout and max positions are run choices in the gin files; the shape must agree
+        keys = ("family", "vocab_size", "d_model", "num_layers", "num_heads", "kv_heads",
+                "dim_per_head", "mlp_dim", "layer_kinds", "window_size", "rope_theta",
+                "tie_word_embeddings", "eos_token_id")
+        assert {k: getattr(config, k) for k in keys} == {k: getattr(bound, k) for k in keys}
+    if hub_id == "EleutherAI/gpt-j-6b":
+        assert (config.rotary_dims, config.dim_per_head, config.traits.lm_head_bias) == (
+            64, 256, True)
+
+
+def test_long_context_rope_scaling_is_refused():
+    cfg = {**HUB_CONFIGS["Qwen/Qwen2.5-0.5B"],
+           "rope_scaling": {"type": "yarn", "factor": 4.0,
+                            "original_max_position_embeddings": 32768}}
+    with pytest.raises(ValueError, match="rope_scaling has rope_type 'yarn'"):
+        DecoderConfig.from_hf_dict(cfg)

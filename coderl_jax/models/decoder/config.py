@@ -300,11 +300,14 @@ def _check_fields(d: dict[str, Any], source: str) -> None:
 
 def _qwen2_rope(d: dict[str, Any], source: str, kwargs: dict[str, Any]) -> None:
     """RoPE theta from `rope_parameters` (transformers 5) or top-level `rope_theta` (4.x)."""
-    params = d.pop("rope_parameters", None) or d.pop("rope_scaling", None) or {}
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    if rope_type != "default":
-        raise ValueError(f"{source}: rope_type {rope_type!r} is not supported (only 'default')")
-    theta = params.get("rope_theta", d.get("rope_theta"))
+    theta = d.get("rope_theta")
+    for key in ("rope_parameters", "rope_scaling"):
+        params = d.pop(key, None) or {}
+        rope_type = params.get("rope_type", params.get("type", "default"))
+        if rope_type != "default":
+            raise ValueError(f"{source}: {key} has rope_type {rope_type!r}; only 'default' "
+                             "RoPE is supported")
+        theta = params.get("rope_theta", theta)
     if theta is not None:
         kwargs["rope_theta"] = float(theta)
     d.pop("rope_theta", None)
@@ -354,12 +357,12 @@ _HF_REQUIRED: dict[str, dict[str, Any]] = {
     "gpt2": {"activation_function": "gelu_new", "scale_attn_weights": True,
              "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False},
     "gpt_neo": {"activation_function": "gelu_new"},
-    "gptj": {"activation_function": "gelu_new", "rotary": True},
+    "gptj": {"activation_function": "gelu_new", "rotary": True, "scale_attn_weights": True},
     "qwen2": {"hidden_act": "silu", "use_sliding_window": False, "use_mrope": False},
 }
 # Keys some hub configs carry (older GPT-J, Qwen2-VL-derived configs) but transformers'
 # config classes do not define: checked when present, never written.
-_HF_CHECK_ONLY = frozenset({"rotary", "use_mrope"})
+_HF_CHECK_ONLY = frozenset({"rotary", "use_mrope", "scale_attn_weights"})
 # Dropout probabilities HF keeps separately; we have one rate and write it to all of them.
 _HF_DROPOUT_COPIES = {"gpt2": ("embd_pdrop", "attn_pdrop"),
                       "gpt_neo": ("embed_dropout", "attention_dropout"),
