@@ -106,8 +106,17 @@ def test_decoder_family_gradient_step_lowers_the_program_nll():
     assert losses[-1] < losses[0] - 0.1, losses
 
 
-@pytest.mark.parametrize("name", ["tiny_gpt2", "tiny_gpt_neo", "tiny_gptj", "tiny_qwen2", "gpt2",
-                                  "gpt_neo_125m", "qwen2_0_5b"])
+DECODER_GIN_FILES = ["tiny_gpt2", "tiny_gpt_neo", "tiny_gptj", "tiny_qwen2", "gpt2",
+                     "gpt_neo_125m", "qwen2_0_5b"]
+
+
+def test_every_decoder_gin_file_is_tested():
+    found = [p.stem for p in gin_utils.GIN_CONFIG_DIR.joinpath("models").glob("*.gin")
+             if "DecoderConfig." in p.read_text()]
+    assert sorted(found) == sorted(DECODER_GIN_FILES)
+
+
+@pytest.mark.parametrize("name", DECODER_GIN_FILES)
 def test_gin_model_files_parse(name):
     gin_utils.parse([f"models/{name}.gin"])
     config = family_config()
