@@ -241,3 +241,15 @@ def test_long_context_rope_scaling_is_refused():
                             "original_max_position_embeddings": 32768}}
     with pytest.raises(ValueError, match="rope_scaling has rope_type 'yarn'"):
         DecoderConfig.from_hf_dict(cfg)
+
+
+def test_our_config_json_says_which_family(tmp_path):
+    from coderl_jax.models.family import config_from_json
+
+    for config in (tiny_config(), DecoderConfig(family="gpt_neo", d_model=32, num_heads=4,
+                                                num_layers=2, attention_layers=("global", "local"))):
+        config.to_json(tmp_path / "config.json")
+        assert config_from_json(tmp_path / "config.json") == config
+    (tmp_path / "config.json").write_text('{"family": "gpt2", "n_embd": 8}')
+    with pytest.raises(ValueError, match=r"unknown DecoderConfig field\(s\) \['n_embd'\]"):
+        config_from_json(tmp_path / "config.json")

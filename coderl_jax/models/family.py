@@ -260,6 +260,23 @@ def load_family(path_or_hub_id: str | os.PathLike, *, dtype: str | None = None
     return family_for(config), params
 
 
+def config_from_dict(d: dict[str, Any], *, source: str = "dict") -> T5Config | DecoderConfig:
+    """Our own config JSON (`config.to_dict()`) of either family: a `family` key marks a
+    DecoderConfig (T5Config has no such field); unknown fields are errors either way."""
+    if "family" in d:
+        return DecoderConfig.from_dict(d, source=source)
+    return T5Config.from_dict(d, source=source)
+
+
+def config_from_json(path: str | os.PathLike) -> T5Config | DecoderConfig:
+    """Inverse of `config.to_json(path)` for either family."""
+    with open(path) as f:
+        d = json.load(f)
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: expected a JSON object of config fields")
+    return config_from_dict(d, source=str(path))
+
+
 def pack_pair(prompt: np.ndarray, program: np.ndarray, length: int, pad_id: int
               ) -> dict[str, np.ndarray]:
     """One decoder-only training row from token lists, right-padded to `length`:
