@@ -42,7 +42,7 @@ import dataclasses
 import json
 import os
 import pathlib
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import gin
 import jax
@@ -72,8 +72,8 @@ class T5Family:
     """Encoder-decoder (T5 / CodeT5): prompt -> encoder, program -> decoder."""
 
     config: T5Config
-    name: str = "t5"
-    is_encoder_decoder: bool = True
+    name: ClassVar[str] = "t5"
+    is_encoder_decoder: ClassVar[bool] = True
 
     def init(self, rng: jax.Array) -> dict:
         from coderl_jax.models.t5 import init_params
@@ -162,7 +162,7 @@ class DecoderFamily:
     """Decoder-only (GPT-2, GPT-Neo, GPT-J, Qwen2): prompt + program as one sequence."""
 
     config: DecoderConfig
-    is_encoder_decoder: bool = False
+    is_encoder_decoder: ClassVar[bool] = False
 
     @property
     def name(self) -> str:
