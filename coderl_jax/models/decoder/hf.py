@@ -77,8 +77,7 @@ def _layer_rows(config: DecoderConfig, i: int) -> list[Row]:
         fc_in, fc_out = f"{p}.mlp.c_fc", f"{p}.mlp.c_proj"
         out = f"{a}.out_proj"
     elif fam == "gptj":
-        p = a = f"transformer.h.{i}"
-        a = f"{p}.attn"
+        p, a = f"transformer.h.{i}", f"transformer.h.{i}.attn"
         norm(f"{p}.ln_1", "attention_norm")
         fc_in, fc_out = f"{p}.mlp.fc_in", f"{p}.mlp.fc_out"
         out = f"{a}.out_proj"

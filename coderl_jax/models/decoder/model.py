@@ -252,10 +252,10 @@ class DecoderLM(nn.Module):
             raise ValueError(f"input_ids must have rank 2, got shape {input_ids.shape}")
         cfg, traits = self.config, self.config.traits
         batch, length = input_ids.shape
-        step_valid = (jnp.ones((batch, length), bool) if input_mask is None
-                      else input_mask.astype(bool))
         if input_mask is not None and input_mask.shape != input_ids.shape:
             raise ValueError(f"input_mask {input_mask.shape} must match input_ids {input_ids.shape}")
+        step_valid = (jnp.ones((batch, length), bool) if input_mask is None
+                      else input_mask.astype(bool))
         cache_index = None
         query_index = key_index = jnp.arange(length)
         key_valid = step_valid
