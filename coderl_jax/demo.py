@@ -20,7 +20,7 @@ of that command and `experiments/demo_cpu.gin`) and leaves its files in the work
     report.md, report.json, plots/      `coderl evaluate`-style reports, side by side
     ablation/<estimator>/               with --ablation: RL with A, B, C, D and group
 
-Sizes follow DESIGN.md's measured facts ("Sizing the CPU demo"): the d128 2+2-layer model,
+Sizes follow docs/design.md's measured facts ("Sizing the CPU demo"): the d128 2+2-layer model,
 the warm start fixed in steps (not seconds), so pass rates land in the band where RL and
 critic sampling have room. Nothing here is tuned on the test split: the test problems are
 only generated and judged at the end.

