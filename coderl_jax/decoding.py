@@ -203,6 +203,38 @@ class SamplingParams:
                 raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+def _checked_rows(batch: int, sampling: SamplingParams, prefix_ids: Any, prefix_len: Any,
+                  sample_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sample`'s per-row inputs as int32 arrays (defaults filled in), or a ValueError."""
+    n = sampling.num_samples
+    if prefix_ids is None:
+        if prefix_len is not None:
+            raise ValueError("prefix_len given without prefix_ids")
+        prefix_ids = np.zeros((batch, 1), np.int32)
+        prefix_len = np.zeros((batch,), np.int32)
+    prefix_ids = np.asarray(prefix_ids, np.int32)
+    prefix_len = np.asarray(prefix_len, np.int32)
+    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
+        raise ValueError(
+            f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
+            f"{prefix_ids.shape} and {prefix_len.shape}"
+        )
+    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
+        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
+    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
+        raise ValueError(
+            f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
+            f"{sampling.max_new_tokens} (the prefix counts towards it)"
+        )
+    if sample_ids is None:
+        sample_ids = np.arange(batch * n, dtype=np.int32)
+    sample_ids = np.asarray(sample_ids, np.int32)
+    if sample_ids.shape != (batch * n,):
+        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], "
+                         f"got {sample_ids.shape}")
+    return prefix_ids, prefix_len, sample_ids
+
+
 def sample(
     config: T5Config,
     params: Any,
@@ -245,30 +277,8 @@ def sample(
         )
     batch, src_len = input_ids.shape
     n = sampling.num_samples
-    if prefix_ids is None:
-        if prefix_len is not None:
-            raise ValueError("prefix_len given without prefix_ids")
-        prefix_ids = np.zeros((batch, 1), np.int32)
-        prefix_len = np.zeros((batch,), np.int32)
-    prefix_ids = np.asarray(prefix_ids, np.int32)
-    prefix_len = np.asarray(prefix_len, np.int32)
-    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
-        raise ValueError(
-            f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
-            f"{prefix_ids.shape} and {prefix_len.shape}"
-        )
-    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
-        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
-    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
-        raise ValueError(
-            f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
-            f"{sampling.max_new_tokens} (the prefix counts towards it)"
-        )
-    if sample_ids is None:
-        sample_ids = np.arange(batch * n, dtype=np.int32)
-    sample_ids = np.asarray(sample_ids, np.int32)
-    if sample_ids.shape != (batch * n,):
-        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], got {sample_ids.shape}")
+    prefix_ids, prefix_len, sample_ids = _checked_rows(batch, sampling, prefix_ids, prefix_len,
+                                                       sample_ids)
 
     # Bucket every varying dimension so new prompt lengths / batch sizes reuse a compile.
     # Padded rows repeat the last real row (a valid input, so no NaN paths) and are dropped.

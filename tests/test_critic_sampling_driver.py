@@ -68,8 +68,8 @@ def random_critic_params(config, seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, problems):
-    """(actor, critic Scorer, repair model), each saved and reloaded."""
+def model_root(tmp_path_factory):
+    """A folder with actor/, repair/ and critic/ model dirs (tiny, random, one tokenizer)."""
     root = tmp_path_factory.mktemp("critic_sampling_models")
     corpus = synthetic.generate_problems("train", 60)
     tok = train_tokenizer([p.question for p in corpus] + [p.solutions[0] for p in corpus], 512)
@@ -80,6 +80,13 @@ def models(tmp_path_factory, problems):
                                tokenizer=tok)
     checkpoints.save_model_dir(root / "critic", config, random_critic_params(config, 2),
                                tokenizer=tok, critic_classes=outcomes.BINARY_OUTCOMES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(model_root):
+    """(actor, critic Scorer, repair model), loaded as `coderl generate` loads them."""
+    root = model_root
     actor = load_model(str(root / "actor"))
     repair = load_model(str(root / "repair"))
     critic = Scorer.load(str(root / "critic"))
@@ -338,3 +345,27 @@ def test_bad_arguments_are_clear_errors(problems, models, executor):
     four_way = dataclasses.replace(critic, classes=outcomes.OUTCOMES[:3])
     with pytest.raises(ValueError, match="PassedTest"):
         run(problems, models, executor, critic=four_way, initial=[list(WRONG)] * 4)
+
+
+def test_generate_cli_writes_samples_and_trace(problems, model_root, tmp_path):
+    """`coderl generate --critic-sampling` (eval/generate.py): N lines per problem and the
+    per-problem trace beside them."""
+    import json
+
+    from coderl_jax import cli
+
+    root, data, out = model_root, tmp_path / "problems.jsonl", tmp_path / "samples.jsonl"
+    synthetic.save_problems(problems[:2], data)
+    rc = cli.main(["generate", "--model", str(root / "actor"), "--dataset", "synthetic",
+                   "--data", str(data), "--out", str(out), "--num-samples", str(N),
+                   "--max-new-tokens", str(MAX_NEW), "--max-source-length", str(MAX_SOURCE),
+                   "--batch-size", "2", "--critic-sampling", "--critic", str(root / "critic"),
+                   "--repair-model", str(root / "repair"), "--repair-top-m", "2",
+                   "--workers", "2"])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["task_id"] for r in lines] == [p.task_id for p in problems[:2] for _ in range(N)]
+    trace = json.loads(pathlib.Path(f"{out}.critic_sampling.json").read_text())
+    assert trace["summary"]["problems"] == 2
+    assert [p["task_id"] for p in trace["problems"]] == [p.task_id for p in problems[:2]]
+    assert {p["mode"] for p in trace["problems"]} <= set(cs.MODES)
