@@ -426,3 +426,35 @@ def test_decode_wrapper_bad_arguments(setup):
     with pytest.raises(ValueError, match="one list per prompt"):
         decoding.decode_ids(config, params, prompts, jax.random.key(0), sp, prefixes=[[1]])
     assert decoding.decode_ids(config, params, [], jax.random.key(0), sp) == []
+
+
+def test_decode_ids_equals_the_rl_sampler_path(setup):
+    """rl/learner.py's Sampler (its own pad/sample/trim, to be switched to the wrapper): per
+    chunk of problems a greedy baseline, then K samples seeded by global ids."""
+    config, params, _, _ = setup
+    prompts = _prompts(config, [6, 4, 9, 5, 7], seed=3)
+    chunk, k = 2, 2
+    greedy = SamplingParams(greedy=True, max_new_tokens=MAX_NEW)
+    sampled = SamplingParams(num_samples=k, temperature=1.5, top_p=0.95, max_new_tokens=MAX_NEW)
+    rng = jax.random.key(9)
+    baselines, samples = [], []
+    for start in range(0, len(prompts), chunk):
+        idx = list(range(start, min(start + chunk, len(prompts))))
+        width = max(len(prompts[i]) for i in idx)
+        ids = np.full((len(idx), width), config.pad_token_id, np.int32)
+        mask = np.zeros((len(idx), width), np.int32)
+        for j, i in enumerate(idx):
+            ids[j, :len(prompts[i])], mask[j, :len(prompts[i])] = prompts[i], 1
+        out = sample(config, params, ids, mask, rng, greedy, pad_batch_to=chunk)
+        baselines += [np.asarray(out.tokens)[j, :int(out.lengths[j])].tolist()
+                      for j in range(len(idx))]
+        out = sample(config, params, ids, mask, jax.random.fold_in(rng, 1), sampled,
+                     sample_ids=np.asarray([i * k + s for i in idx for s in range(k)]),
+                     pad_batch_to=chunk)
+        rows = [np.asarray(out.tokens)[r, :int(out.lengths[r])].tolist()
+                for r in range(len(idx) * k)]
+        samples += [rows[j * k:(j + 1) * k] for j in range(len(idx))]
+    got = decoding.decode_ids(config, params, prompts, rng, greedy, chunk=chunk)
+    assert [rows[0] for rows in got] == baselines
+    assert decoding.decode_ids(config, params, prompts, jax.random.fold_in(rng, 1), sampled,
+                               chunk=chunk) == samples
