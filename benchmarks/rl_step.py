@@ -32,7 +32,7 @@ import time
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 CONFIGS = {
-    # DESIGN.md's demo model; source 256 / target 64 tokens as in the demo.
+    # docs/design.md's demo model; source 256 / target 64 tokens as in the demo.
     "demo": dict(shape=dict(vocab_size=2048, d_model=128, d_kv=32, d_ff=512, num_layers=2,
                             num_heads=4), source=256, target=64, microbatches=1),
     # Salesforce/codet5-small's shape (60M), random weights, source 600 / target 128.

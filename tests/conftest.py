@@ -1,4 +1,4 @@
-"""Test-wide settings: CPU only, repository paths, the shared benchmark data."""
+"""Test-wide settings: CPU only, repository paths, the benchmark data shipped in the package."""
 
 import os
 import pathlib
@@ -9,13 +9,14 @@ import pytest
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# ../shared/data beside the checkout (DESIGN.md: used in place, never copied into the repo).
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The MBPP / APPS copies inside the repository (coderl_jax/data/benchmarks, with their
+# README and licences); the tests never read a path outside the repository.
+BENCHMARK_DATA = REPO_ROOT / "coderl_jax" / "data" / "benchmarks"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> pathlib.Path:
-    """Path of ../shared/data; tests that need it fail loudly when it is missing."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"benchmark data not found at {SHARED_DATA} (expected beside the checkout)")
-    return SHARED_DATA
+def benchmark_data() -> pathlib.Path:
+    """The repository's benchmark folder (mbpp/, apps/)."""
+    if not BENCHMARK_DATA.is_dir():
+        pytest.fail(f"benchmark data not found at {BENCHMARK_DATA}")
+    return BENCHMARK_DATA

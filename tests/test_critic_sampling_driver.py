@@ -1,4 +1,4 @@
-"""Critic sampling's driver (coderl_jax.critic_sampling.critic_sample) end to end, on CPU.
+"""Critic sampling's driver (coderl_jax.critic_sampling.driver.critic_sample) end to end, on CPU.
 
 A tiny random actor, binary critic and repair model (saved to tmp dirs with a tiny trained
 tokenizer, loaded the way `coderl generate` loads them), synthetic problems and a real
@@ -20,16 +20,17 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import critic_sampling_reference  # noqa: E402
 from model_utils import tiny_config, v11  # noqa: E402
 
 from coderl_jax import checkpoints, outcomes  # noqa: E402
 from coderl_jax import critic_sampling as cs  # noqa: E402
-from coderl_jax.critic_sampling import Plan, RepairSeed, Seed, critic_sample  # noqa: E402
+from coderl_jax.critic_sampling import Models, Plan, RepairSeed, Seed, critic_sample  # noqa: E402
 from coderl_jax.data import repair as repair_lib  # noqa: E402
 from coderl_jax.data import synthetic  # noqa: E402
 from coderl_jax.data.tokenizer import train_tokenizer  # noqa: E402
 from coderl_jax.decoding import SamplingParams  # noqa: E402
-from coderl_jax.generation import load_model  # noqa: E402
+from coderl_jax.models.loading import load_model  # noqa: E402
 from coderl_jax.models.critic import CriticHead, init_critic_params  # noqa: E402
 from coderl_jax.models.t5 import init_params  # noqa: E402
 from coderl_jax.sandbox import Executor, Verdict  # noqa: E402
@@ -67,8 +68,8 @@ def random_critic_params(config, seed: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, problems):
-    """(actor, critic Scorer, repair (config, params, tokenizer)), each saved and reloaded."""
+def model_root(tmp_path_factory):
+    """A folder with actor/, repair/ and critic/ model dirs (tiny, random, one tokenizer)."""
     root = tmp_path_factory.mktemp("critic_sampling_models")
     corpus = synthetic.generate_problems("train", 60)
     tok = train_tokenizer([p.question for p in corpus] + [p.solutions[0] for p in corpus], 512)
@@ -79,6 +80,13 @@ def models(tmp_path_factory, problems):
                                tokenizer=tok)
     checkpoints.save_model_dir(root / "critic", config, random_critic_params(config, 2),
                                tokenizer=tok, critic_classes=outcomes.BINARY_OUTCOMES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def models(model_root):
+    """(actor, critic Scorer, repair model), loaded as `coderl generate` loads them."""
+    root = model_root
     actor = load_model(str(root / "actor"))
     repair = load_model(str(root / "repair"))
     critic = Scorer.load(str(root / "critic"))
@@ -131,18 +139,17 @@ def prefix_text(tokenizer, program: str, prefix_len: int) -> str:
     return tokenizer.decode(ids[:prefix_len], skip_special_tokens=True)
 
 
-def run(problems, models, executor, **kwargs):
-    actor, critic, _ = models
-    kwargs.setdefault("critic", critic)
-    return critic_sample(problems, actor, executor=executor, sampling=SAMPLING,
-                         max_source_length=MAX_SOURCE, batch_size=2, **kwargs)
+def run(problems, models, executor, *, critic=None, repair=None, **kwargs):
+    actor, default_critic, _ = models
+    return critic_sample(problems, Models(actor, critic or default_critic, repair), executor,
+                         SAMPLING, max_source_length=MAX_SOURCE, batch_size=2, **kwargs)
 
 
 # ------------------------------------------------------------------------------ refine
 
 def test_refine_continues_the_planned_prefix_of_passing_programs(problems, models, executor):
     actor, critic, _ = models
-    tok = actor[2]
+    tok = actor.tokenizer
     initial = [[p.solutions[0], *WRONG[:3]] for p in problems]
     initial[0] = [problems[0].solutions[0], WRONG[0], problems[0].solutions[0], WRONG[1]]
     stub = StubCritic(critic.config, peak=4)  # cut after 5 tokens
@@ -168,7 +175,7 @@ def test_refine_continues_the_planned_prefix_of_passing_programs(problems, model
 
 def test_a_prefix_longer_than_the_budget_is_clipped(problems, models, executor):
     actor, critic, _ = models
-    tok = actor[2]
+    tok = actor.tokenizer
     initial = [[p.solutions[0], *WRONG[:3]] for p in problems[:2]]
     # The peak on the last token (EOS): the whole reference is the seed, longer than MAX_NEW.
     results = run(problems[:2], models, executor, critic=StubCritic(critic.config, 10**6),
@@ -195,8 +202,9 @@ def test_repair_without_passing_programs(problems, models, executor, monkeypatch
 
     monkeypatch.setattr(repair_lib, "repair_prompt", spy)
     initial = [list(WRONG)] * len(problems)
-    results = run(problems, models, executor, initial=initial, repair=repair[:2],
-                  repair_top_m=3)
+    # Without a tokenizer of its own, the repair model reads the actor's.
+    results = run(problems, models, executor, initial=initial,
+                  repair=dataclasses.replace(repair, tokenizer=None), repair_top_m=3)
     expected_calls = []
     for problem, r in zip(problems, results):
         assert r.num_passed == 0 and r.kept is None
@@ -220,7 +228,7 @@ def test_repair_without_passing_programs(problems, models, executor, monkeypatch
 
 def test_repaired_programs_that_pass_are_refined(problems, models, executor):
     actor, critic, repair = models
-    tok = actor[2]
+    tok = actor.tokenizer
     initial = [list(WRONG)] * 2
     results = run(problems[:2], models, PassRepairs(executor, WRONG),
                   critic=StubCritic(critic.config, peak=1), initial=initial, repair=repair,
@@ -275,6 +283,52 @@ def test_sampled_runs_are_deterministic(problems, models, executor):
     assert [r.initial for r in c] != [r.initial for r in a]
 
 
+class PassTasks:
+    """An executor that passes every program of the given tasks and judges the others."""
+
+    def __init__(self, executor, task_ids):
+        self.executor, self.task_ids = executor, set(task_ids)
+
+    def submit(self, problem, code, *, tests="hidden"):
+        if problem.task_id not in self.task_ids:
+            return self.executor.submit(problem, code, tests=tests)
+        future = concurrent.futures.Future()
+        future.set_result(Verdict(outcomes.PASSED_TEST, None, (True,),
+                                  outcomes.RETURNS[outcomes.PASSED_TEST]))
+        return future
+
+
+def reference(problems, models, executor, *, repair, **kwargs):
+    """The driver as it was before its rounds became functions (critic_sampling_reference)."""
+    actor, critic, _ = models
+    repair_tuple = (repair.config, repair.params, repair.tokenizer)
+    return critic_sampling_reference.critic_sample(
+        problems, (actor.config, actor.params, actor.tokenizer), critic, executor, SAMPLING,
+        repair=repair_tuple, max_source_length=MAX_SOURCE, batch_size=2, **kwargs)
+
+
+def test_driver_equals_the_reference_on_sampled_refine_and_repair(problems, models, executor):
+    """Sampled initial programs; the first problem's all pass (refine), the others' fail
+    (repair): every program, plan and outcome equals the old driver's."""
+    _, _, repair = models
+    judge = PassTasks(executor, [problems[0].task_id])
+    new = run(problems, models, judge, repair=repair, repair_top_m=2, seed=5)
+    old = reference(problems, models, judge, repair=repair, repair_top_m=2, seed=5)
+    assert new == old
+    assert new[0].mode == "refine" and {r.mode for r in new[1:]} == {"repair"}
+
+
+def test_driver_equals_the_reference_on_repair_then_refine(problems, models, executor):
+    _, _, repair = models
+    judge = PassRepairs(executor, WRONG)
+    initial = [list(WRONG)] * 2
+    new = run(problems[:2], models, judge, repair=repair, repair_top_m=2, initial=initial)
+    old = reference(problems[:2], models, judge, repair=repair, repair_top_m=2,
+                    initial=initial)
+    assert new == old
+    assert [r.mode for r in new] == ["repair+refine"] * 2
+
+
 def test_seed_rows():
     assert cs.seed_rows((Seed(3, 1, 2), Seed(0, 4, 1))) == [0, 0, 1]
     assert cs.seed_rows((RepairSeed(2, 1), RepairSeed(0, 3))) == [0, 1, 1, 1]
@@ -284,10 +338,34 @@ def test_seed_rows():
 def test_bad_arguments_are_clear_errors(problems, models, executor):
     actor, critic, _ = models
     with pytest.raises(ValueError, match="greedy"):
-        critic_sample(problems, actor, critic, executor,
+        critic_sample(problems, Models(actor, critic), executor,
                       SamplingParams(num_samples=N, max_new_tokens=MAX_NEW, greedy=True))
     with pytest.raises(ValueError, match="N = 4 program"):
         run(problems, models, executor, initial=[list(WRONG[:3])] * len(problems))
     four_way = dataclasses.replace(critic, classes=outcomes.OUTCOMES[:3])
     with pytest.raises(ValueError, match="PassedTest"):
         run(problems, models, executor, critic=four_way, initial=[list(WRONG)] * 4)
+
+
+def test_generate_cli_writes_samples_and_trace(problems, model_root, tmp_path):
+    """`coderl generate --critic-sampling` (eval/generate.py): N lines per problem and the
+    per-problem trace beside them."""
+    import json
+
+    from coderl_jax import cli
+
+    root, data, out = model_root, tmp_path / "problems.jsonl", tmp_path / "samples.jsonl"
+    synthetic.save_problems(problems[:2], data)
+    rc = cli.main(["generate", "--model", str(root / "actor"), "--dataset", "synthetic",
+                   "--data", str(data), "--out", str(out), "--num-samples", str(N),
+                   "--max-new-tokens", str(MAX_NEW), "--max-source-length", str(MAX_SOURCE),
+                   "--batch-size", "2", "--critic-sampling", "--critic", str(root / "critic"),
+                   "--repair-model", str(root / "repair"), "--repair-top-m", "2",
+                   "--workers", "2"])
+    assert rc == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["task_id"] for r in lines] == [p.task_id for p in problems[:2] for _ in range(N)]
+    trace = json.loads(pathlib.Path(f"{out}.critic_sampling.json").read_text())
+    assert trace["summary"]["problems"] == 2
+    assert [p["task_id"] for p in trace["problems"]] == [p.task_id for p in problems[:2]]
+    assert {p["mode"] for p in trace["problems"]} <= set(cs.MODES)

@@ -6,6 +6,7 @@ The tiny model is the v1.1 variant: its random init gives varied greedy outputs,
 random v1.0 head repeats one token, which would make the equalities below weak.
 """
 
+import dataclasses
 import functools
 import pathlib
 import sys
@@ -18,7 +19,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from model_utils import random_batch, tiny_config, v11  # noqa: E402
 
-from coderl_jax import decoding  # noqa: E402
+from coderl_jax import decoding, nucleus  # noqa: E402
 from coderl_jax.decoding import SamplingParams, sample, top_p_mask  # noqa: E402
 from coderl_jax.models.t5 import T5, init_params  # noqa: E402
 
@@ -84,9 +85,9 @@ def test_top_p_to_zero_equals_greedy(setup):
     config, params, ids, mask = setup
     greedy = sample(config, params, ids, mask, jax.random.key(0),
                     SamplingParams(greedy=True, max_new_tokens=MAX_NEW))
-    nucleus = sample(config, params, ids, mask, jax.random.key(5),
-                     SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=MAX_NEW))
-    np.testing.assert_array_equal(np.asarray(nucleus.tokens), np.asarray(greedy.tokens))
+    narrow = sample(config, params, ids, mask, jax.random.key(5),
+                    SamplingParams(temperature=1.0, top_p=1e-6, max_new_tokens=MAX_NEW))
+    np.testing.assert_array_equal(np.asarray(narrow.tokens), np.asarray(greedy.tokens))
 
 
 def test_top_p_mask_hand_computed():
@@ -110,12 +111,12 @@ def test_top_p_fast_path_equals_exact_search():
     scale = np.array([15.0, 0.5, 8.0, 0.2, 4.0, 1.0])[:, None]
     logits = rng.normal(size=(6, 1000)) * scale
     lp = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
-    top = jax.lax.top_k(jnp.exp(lp), decoding.NUCLEUS_CANDIDATES)[0].sum(-1)
+    top = jax.lax.top_k(jnp.exp(lp), nucleus.NUCLEUS_CANDIDATES)[0].sum(-1)
     assert 0 < int((top >= 0.9).sum()) < 6  # both paths are exercised
     for p in (0.5, 0.9, 0.95):
         masked = np.asarray(top_p_mask(lp, jnp.float32(p)))
         probs = jnp.exp(lp)  # XLA's exp, as inside top_p_mask (numpy's differs in the last ulp)
-        tau = np.asarray(decoding._nucleus_threshold_bisect(probs, jnp.float32(p)))
+        tau = np.asarray(nucleus._nucleus_threshold_bisect(probs, jnp.float32(p)))
         np.testing.assert_array_equal(np.isfinite(masked), np.asarray(probs) >= tau[:, None])
         for row in (0, 1):  # a peaked row and a flat row, alone
             alone = np.asarray(top_p_mask(lp[row:row + 1], jnp.float32(p)))
@@ -151,7 +152,7 @@ def test_nucleus_bisect_equals_reference_search():
     logits = rng.normal(size=(8, 32100)) * scale
     logits[6, :5] = 40.0  # ties at the top, the rest underflows to 0
     probs = jnp.exp(jax.nn.log_softmax(jnp.asarray(logits, jnp.float32)))
-    new = jax.jit(decoding._nucleus_threshold_bisect)
+    new = jax.jit(nucleus._nucleus_threshold_bisect)
     ref = jax.jit(_reference_bisect)
     for p in (0.1, 0.5, 0.9, 0.95, 0.999, 0.9999999):
         a = np.asarray(new(probs, jnp.float32(p)))
@@ -171,7 +172,7 @@ def test_sample_categorical_matches_the_distribution():
     probs /= probs.sum()
     n = 50_000
     keys = jax.random.split(jax.random.key(0), n)
-    draws = np.asarray(decoding.sample_categorical(
+    draws = np.asarray(nucleus.sample_categorical(
         keys, jnp.broadcast_to(jnp.asarray(logits, jnp.float32), (n, 300))))
     counts = np.bincount(draws, minlength=300)
     assert counts[[0, 5, 127, 128, 299]].sum() == 0
@@ -182,7 +183,7 @@ def test_sample_categorical_matches_the_distribution():
     # 0.15, 0.3] survive top_p=0.6, in proportion 5:3.
     lp = jnp.log(jnp.asarray([0.05, 0.5, 0.15, 0.3], jnp.float32))
     masked = top_p_mask(jnp.broadcast_to(lp, (20_000, 4)), jnp.float32(0.6))
-    counts = np.bincount(np.asarray(decoding.sample_categorical(keys[:20_000], masked)),
+    counts = np.bincount(np.asarray(nucleus.sample_categorical(keys[:20_000], masked)),
                          minlength=4)
     assert counts[0] == counts[2] == 0
     assert abs(counts[1] / 20_000 - 0.625) < 0.02
@@ -304,3 +305,156 @@ def test_bad_sampling_params():
         SamplingParams(temperature=0.0)
     with pytest.raises(ValueError, match="num_samples"):
         SamplingParams(num_samples=0)
+
+
+# ---------------------------------------------------------------- decode_ids / decode_texts
+# The pad -> sample -> trim paths that generation.py and critic_sampling.py each wrote out
+# before `decode_chunks` replaced them, kept here as the references the wrapper must equal.
+
+def _old_generation_path(config, params, prompts, rng, sp, batch_size):
+    """generation.generate_samples' loop: chunks in order, each padded to batch_size, sample
+    ids i * N + k, rows trimmed at their length."""
+    n, out = sp.num_samples, []
+    for start in range(0, len(prompts), batch_size):
+        idx = range(start, min(start + batch_size, len(prompts)))
+        rows = [prompts[i] for i in idx]
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), config.pad_token_id, np.int32)
+        mask = np.zeros((len(rows), width), np.int32)
+        for j, r in enumerate(rows):
+            ids[j, :len(r)] = r
+            mask[j, :len(r)] = 1
+        sample_ids = np.asarray([i * n + k for i in idx for k in range(n)], np.int32)
+        res = sample(config, params, ids, mask, rng, sp, sample_ids=sample_ids,
+                     pad_batch_to=batch_size)
+        tokens, lengths = np.asarray(res.tokens), np.asarray(res.lengths)
+        out += [[tokens[j * n + k, :lengths[j * n + k]].tolist() for k in range(n)]
+                for j in range(len(rows))]
+    return out
+
+
+def _old_critic_sampling_rows(config, params, prompts, prefixes, sample_ids, sp, rng,
+                              rows_per_call):
+    """critic_sampling._sample_rows: one sample per row, rows sorted by prompt length,
+    prefixes padded to max_new_tokens, calls padded to rows_per_call."""
+    one = dataclasses.replace(sp, num_samples=1)
+    width = sp.max_new_tokens
+    order = sorted(range(len(prompts)), key=lambda r: len(prompts[r]))
+    out = [None] * len(prompts)
+    for start in range(0, len(order), rows_per_call):
+        rows = order[start:start + rows_per_call]
+        src = max(len(prompts[r]) for r in rows)
+        ids = np.full((len(rows), src), config.pad_token_id, np.int32)
+        mask = np.zeros((len(rows), src), np.int32)
+        prefix_ids = np.full((len(rows), width), config.pad_token_id, np.int32)
+        prefix_len = np.zeros((len(rows),), np.int32)
+        for j, r in enumerate(rows):
+            ids[j, :len(prompts[r])] = prompts[r]
+            mask[j, :len(prompts[r])] = 1
+            prefix_ids[j, :len(prefixes[r])] = prefixes[r]
+            prefix_len[j] = len(prefixes[r])
+        res = sample(config, params, ids, mask, rng, one, prefix_ids=prefix_ids,
+                     prefix_len=prefix_len, sample_ids=[sample_ids[r] for r in rows],
+                     pad_batch_to=rows_per_call)
+        tokens, lengths = np.asarray(res.tokens), np.asarray(res.lengths)
+        for j, r in enumerate(rows):
+            out[r] = tokens[j, :lengths[j]].tolist()
+    return out
+
+
+def _prompts(config, lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(3, config.vocab_size, size=n).tolist() for n in lengths]
+
+
+def test_decode_ids_equals_the_old_generation_path(setup):
+    config, params, _, _ = setup
+    prompts = _prompts(config, [5, 9, 3, 12, 7])
+    sp = SamplingParams(num_samples=2, temperature=2.0, top_p=0.95, max_new_tokens=MAX_NEW)
+    rng = jax.random.key(11)
+    expected = _old_generation_path(config, params, prompts, rng, sp, batch_size=2)
+    chunks = list(decoding.decode_chunks(config, params, prompts, rng, sp, chunk=2))
+    assert [idx for idx, _ in chunks] == [[0, 1], [2, 3], [4]]
+    assert [rows for _, c in chunks for rows in c] == expected
+    assert decoding.decode_ids(config, params, prompts, rng, sp, chunk=2) == expected
+    # Seeded by global sample ids: the chunk size does not change a sample.
+    assert decoding.decode_ids(config, params, prompts, rng, sp, chunk=4) == expected
+    assert decoding.decode_ids(config, params, prompts, rng, sp) == expected
+
+
+def test_decode_ids_with_prefixes_equals_the_old_critic_sampling_path(setup):
+    config, params, _, _ = setup
+    prompts = _prompts(config, [8, 3, 11, 5, 6, 2], seed=1)
+    prefixes = [p[:n] for p, n in zip(_prompts(config, [4] * 6, seed=2), [0, 2, 4, 1, 0, 3])]
+    sample_ids = [7, 3, 12, 0, 5, 9]
+    sp = SamplingParams(num_samples=3, temperature=2.0, top_p=0.9, max_new_tokens=MAX_NEW)
+    rng = jax.random.key(4)
+    expected = _old_critic_sampling_rows(config, params, prompts, prefixes, sample_ids, sp,
+                                         rng, rows_per_call=4)
+    one = dataclasses.replace(sp, num_samples=1)
+    got = decoding.decode_ids(config, params, prompts, rng, one, prefixes=prefixes,
+                              sample_ids=sample_ids, chunk=4, sort_by_length=True)
+    assert [rows[0] for rows in got] == expected
+    for rows, prefix in zip(got, prefixes):
+        assert rows[0][:len(prefix)] == prefix
+
+
+def test_decode_texts_decodes_each_chunk_once(setup):
+    config, params, _, _ = setup
+
+    class Tokenizer:
+        def decode(self, ids, skip_special_tokens):
+            assert skip_special_tokens
+            return " ".join(map(str, ids))
+
+    prompts = _prompts(config, [4, 6, 5])
+    sp = SamplingParams(greedy=True, max_new_tokens=MAX_NEW)
+    seen = []
+    texts = decoding.decode_texts(config, params, Tokenizer(), prompts, jax.random.key(0), sp,
+                                  chunk=2, on_chunk=lambda idx, t: seen.append((idx, t)))
+    ids = decoding.decode_ids(config, params, prompts, jax.random.key(0), sp)
+    assert texts == [[" ".join(map(str, rows[0]))] for rows in ids]
+    assert seen == [([0, 1], texts[:2]), ([2], texts[2:])]
+
+
+def test_decode_wrapper_bad_arguments(setup):
+    config, params, _, _ = setup
+    sp = SamplingParams(num_samples=2, max_new_tokens=MAX_NEW)
+    prompts = _prompts(config, [3, 4])
+    with pytest.raises(ValueError, match="sample_ids must hold 4"):
+        decoding.decode_ids(config, params, prompts, jax.random.key(0), sp, sample_ids=[0, 1])
+    with pytest.raises(ValueError, match="one list per prompt"):
+        decoding.decode_ids(config, params, prompts, jax.random.key(0), sp, prefixes=[[1]])
+    assert decoding.decode_ids(config, params, [], jax.random.key(0), sp) == []
+
+
+def test_decode_ids_equals_the_rl_sampler_path(setup):
+    """rl/learner.py's Sampler (its own pad/sample/trim, to be switched to the wrapper): per
+    chunk of problems a greedy baseline, then K samples seeded by global ids."""
+    config, params, _, _ = setup
+    prompts = _prompts(config, [6, 4, 9, 5, 7], seed=3)
+    chunk, k = 2, 2
+    greedy = SamplingParams(greedy=True, max_new_tokens=MAX_NEW)
+    sampled = SamplingParams(num_samples=k, temperature=1.5, top_p=0.95, max_new_tokens=MAX_NEW)
+    rng = jax.random.key(9)
+    baselines, samples = [], []
+    for start in range(0, len(prompts), chunk):
+        idx = list(range(start, min(start + chunk, len(prompts))))
+        width = max(len(prompts[i]) for i in idx)
+        ids = np.full((len(idx), width), config.pad_token_id, np.int32)
+        mask = np.zeros((len(idx), width), np.int32)
+        for j, i in enumerate(idx):
+            ids[j, :len(prompts[i])], mask[j, :len(prompts[i])] = prompts[i], 1
+        out = sample(config, params, ids, mask, rng, greedy, pad_batch_to=chunk)
+        baselines += [np.asarray(out.tokens)[j, :int(out.lengths[j])].tolist()
+                      for j in range(len(idx))]
+        out = sample(config, params, ids, mask, jax.random.fold_in(rng, 1), sampled,
+                     sample_ids=np.asarray([i * k + s for i in idx for s in range(k)]),
+                     pad_batch_to=chunk)
+        rows = [np.asarray(out.tokens)[r, :int(out.lengths[r])].tolist()
+                for r in range(len(idx) * k)]
+        samples += [rows[j * k:(j + 1) * k] for j in range(len(idx))]
+    got = decoding.decode_ids(config, params, prompts, rng, greedy, chunk=chunk)
+    assert [rows[0] for rows in got] == baselines
+    assert decoding.decode_ids(config, params, prompts, jax.random.fold_in(rng, 1), sampled,
+                               chunk=chunk) == samples

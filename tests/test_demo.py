@@ -31,3 +31,39 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path):
     assert [r["sample_index"] for r in hidden] == list(range(96))
     text = (work / "report.md").read_text()
     assert "CodeRL + critic sampling" in text and "4-class critic accuracy" in text
+
+
+def _system(pass1: float) -> dict:
+    return {"pass@1": pass1, "pass@4": pass1 + 10, "n@k": {"1@4": pass1, "4@4": pass1 + 5},
+            "by_difficulty": {"introductory": {"pass@1": pass1, "num_problems": 3}},
+            "outcomes": {"PassedTest": 2, "FailedTest": 1},
+            "error_types": {"RuntimeError": {"nameerror": 1}}}
+
+
+def test_render_report_is_a_pure_function_of_the_result():
+    """The Markdown report without running anything: every section, in order."""
+    from coderl_jax.demo import SYSTEM_NAMES, SYSTEMS, DemoConfig, render_report
+
+    cfg = DemoConfig.quick(ablation=True)
+    result = {key: _system(10.0 * i) for i, key in enumerate(SYSTEMS)}
+    result.update(critic_accuracy=0.5, binary_critic_accuracy=0.75, seconds=12.3,
+                  critic_sampling={"problems": 24, "refine": 20},
+                  critic_sampling_by_path={"refine": {"problems": 20, "coderl": 40.0,
+                                                      "coderl_cs": 45.0}},
+                  ablation={"coderl": {"pass@1": 1.0, "pass@4": 2.0,
+                                       "last_sample_pass_rate": 0.25}},
+                  stages={"problems": 0.5})
+    text = render_report(result, cfg)
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == [
+        "# coderl demo", "## pass@k and n@k on the test split (%)",
+        "## pass@1 by difficulty (%)", "## Critics (held-out problems of the train split)",
+        "## Outcomes of the test samples (paper Fig. 8)", "## Error subtypes (paper Fig. 10)",
+        "## Critic sampling paths (test problems)",
+        "## Return estimators (same budget and seed)", "## Stages (s)"]
+    assert f"| {SYSTEM_NAMES['coderl']} | 20.0 | 30.0 | 30.0 | 20.0 | 25.0 |" in text
+    assert f"| {SYSTEM_NAMES['ce']} | 0 | 0 | 1 | 2 | 0 |" in text
+    assert "| refine | 20 | 40.0 | 45.0 |" in text and "| coderl | 1.0 | 2.0 | 0.25 |" in text
+    assert "- binary critic accuracy: 0.750" in text and "| problems | 0.5 |" in text
+    del result["ablation"], result["critic_sampling"]
+    assert "Return estimators" not in render_report(result, cfg)

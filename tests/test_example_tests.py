@@ -10,8 +10,8 @@ from coderl_jax.data.problem import Test as UnitTest
 
 
 @pytest.fixture(scope="module")
-def apps(shared_data):
-    with open(shared_data / "apps" / "train.jsonl") as f:
+def apps(benchmark_data):
+    with open(benchmark_data / "apps" / "train.jsonl") as f:
         return {r["problem_id"]: r for r in map(json.loads, f)}
 
 
@@ -110,7 +110,7 @@ def test_coverage_on_the_apps_train_problems(apps):
     assert same_pair == 67
 
 
-def test_reference_solutions_pass_the_extracted_examples_in_the_sandbox(shared_data):
+def test_reference_solutions_pass_the_extracted_examples_in_the_sandbox(benchmark_data):
     """Wherever a reference solution passes the hidden tests it passes the extracted examples
     (problems whose statement shows the stored answer, not a special-judge alternative)."""
     from coderl_jax.data import loaders
@@ -118,7 +118,7 @@ def test_reference_solutions_pass_the_extracted_examples_in_the_sandbox(shared_d
 
     chosen = {"1", "16", "36", "51", "2404"}
     problems = [ex.with_example_tests(p)
-                for p in loaders.load_problems("apps", shared_data / "apps" / "train.jsonl")
+                for p in loaders.load_problems("apps", benchmark_data / "apps" / "train.jsonl")
                 if p.task_id in chosen]
     assert {p.task_id for p in problems} == chosen and all(p.example_tests for p in problems)
     jobs = [(p, s) for p in problems for s in p.solutions[:4]]

@@ -10,12 +10,12 @@ import pytest
 from coderl_jax import cli, metrics
 from coderl_jax.data import jsonl
 
-TASKS = ("2", "3", "4")  # MBPP tasks present in the shared copy
+TASKS = ("2", "3", "4")  # MBPP tasks present in the packaged copy
 
 
 @pytest.fixture(scope="module")
-def mbpp(shared_data):
-    return shared_data / "mbpp" / "mbpp.jsonl"
+def mbpp(benchmark_data):
+    return benchmark_data / "mbpp" / "mbpp.jsonl"
 
 
 def _references(mbpp):

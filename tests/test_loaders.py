@@ -10,8 +10,8 @@ from coderl_jax.data.example_tests import extract_example_tests
 from coderl_jax.data.jsonl import JsonlError
 
 
-def test_mbpp_jsonl(shared_data):
-    problems = loaders.load_problems("mbpp", shared_data / "mbpp" / "mbpp.jsonl")
+def test_mbpp_jsonl(benchmark_data):
+    problems = loaders.load_problems("mbpp", benchmark_data / "mbpp" / "mbpp.jsonl")
     assert len(problems) == 874
     by_id = {p.task_id: p for p in problems}
     p = by_id["2"]
@@ -24,15 +24,15 @@ def test_mbpp_jsonl(shared_data):
     assert sum(bool(q.test_setup) for q in problems) == 2
 
 
-def test_mbpp_sanitized(shared_data):
-    problems = loaders.load_problems("mbpp", shared_data / "mbpp" / "sanitized-mbpp.json")
+def test_mbpp_sanitized(benchmark_data):
+    problems = loaders.load_problems("mbpp", benchmark_data / "mbpp" / "sanitized-mbpp.json")
     assert len(problems) == 364
     with_imports = [p for p in problems if p.test_setup]
     assert with_imports and all("import" in p.test_setup for p in with_imports)
 
 
-def test_apps_jsonl(shared_data):
-    problems = loaders.load_problems("apps", shared_data / "apps" / "train.jsonl")
+def test_apps_jsonl(benchmark_data):
+    problems = loaders.load_problems("apps", benchmark_data / "apps" / "train.jsonl")
     assert len(problems) == 84
     assert sum(len(p.solutions) for p in problems) == 1322
     by_id = {p.task_id: p for p in problems}
@@ -48,8 +48,8 @@ def test_apps_jsonl(shared_data):
     assert by_id["1"].example_tests[0].input == by_id["1"].hidden_tests[0].input
 
 
-def test_apps_example_tests_file(shared_data):
-    examples = loaders.load_apps_example_tests(shared_data / "apps" / "test_example_tests.jsonl")
+def test_apps_example_tests_file(benchmark_data):
+    examples = loaders.load_apps_example_tests(benchmark_data / "apps" / "test_example_tests.jsonl")
     assert len(examples) == 5000
     present = [v for v in examples.values() if v is not None]
     assert len(present) == 4937 and sum(len(v["inputs"]) for v in present) == 9882

@@ -31,10 +31,10 @@ def test_apps_call_based_prompt_has_starter_code():
     )
 
 
-def test_real_apps_call_based_problem(shared_data):
+def test_real_apps_call_based_problem(benchmark_data):
     # APPS train problem 2404 (LeetCode, class Solution starter code), read from the raw file.
     record = next(
-        json.loads(line) for line in open(shared_data / "apps" / "train.jsonl")
+        json.loads(line) for line in open(benchmark_data / "apps" / "train.jsonl")
         if json.loads(line)["problem_id"] == 2404
     )
     io = json.loads(record["input_output"])

@@ -4,8 +4,18 @@
   beat their problem's greedy program more likely and those that did worse less likely,
   i.e. sum_i (r_i - b_i) * delta log p(sample_i) > 0, with the advantages recomputed here
   from the verdicts; with the sign of L_rl flipped (rl_weight = -1) the sum is negative.
-* `train_rl` (online, pure L_rl: ce_weight = 0) raises the sample pass rate of the tiny warm
-  actor on its problems; flipped, it lowers it.
+* `train_rl` (online, pure L_rl: ce_weight = 0) with the sign flipped collapses the tiny warm
+  actor's pass rate, and the same run with the right sign ends far above the flipped one.
+
+What is asserted, and why not "RL raises the pass rate by 0.1": measured on this set-up with
+the pinned versions (6 problems, pass rate over 64 samples per problem), the warm actor
+passes 0.245 / 0.299 (two evaluation seeds: the evaluation alone moves it by 0.05). After
+40 RL steps the pass rate was 0.40, 0.31 and 0.24 for training seeds 0, 1, 2 (0.26 and 0.29
+with 16 samples per problem and 20 steps): the rise is real on average but of the size of
+the seed-to-seed spread, so a threshold on it flips with the seed, the machine or a
+package release (a fresh install once measured 0.240 -> 0.271). The flipped run reached
+0.000 on all three seeds, and the right-signed run ended at least 0.24 above it: those two
+hold with margins several times the spread, as does the one-update direction test above.
 
 Why the pass-rate run uses a 0/1 pass reward with no baseline (estimator "critic" with the
 constant critic, so every weight is r * 1/4 >= 0) rather than A or D: on this tiny model the
@@ -115,7 +125,7 @@ def pass_rate(model_dir, executor) -> float:
 
 
 @pytest.mark.slow
-def test_online_rl_raises_the_pass_rate_and_flipped_lowers_it(setup, tmp_path):
+def test_online_rl_sign_decides_the_pass_rate(setup, tmp_path):
     from coderl_jax.sandbox import Executor
 
     up = rl_run(setup, tmp_path / "rl", steps=40, sign=1.0)
@@ -125,5 +135,5 @@ def test_online_rl_raises_the_pass_rate_and_flipped_lowers_it(setup, tmp_path):
         after_up, after_down = pass_rate(up, executor), pass_rate(down, executor)
     print(f"pass rate before {before:.3f}, after RL {after_up:.3f}, flipped {after_down:.3f}")
     assert 0.1 <= before <= 0.7, before  # room to move both ways
-    assert after_up >= before + 0.1, (before, after_up)
-    assert after_down <= before - 0.1, (before, after_down)
+    assert after_down <= before - 0.1, (before, after_down)  # measured: -> 0.000, 3 seeds
+    assert after_up >= after_down + 0.1, (after_up, after_down)  # measured gap >= 0.24

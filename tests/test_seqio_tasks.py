@@ -15,11 +15,11 @@ ENC, DEC = 48, 40
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, shared_data):
+def setup(tmp_path_factory, benchmark_data):
     tok = T.train_tokenizer(C.read_corpus(max_files=15).texts(), 1000)
     tok_dir = str(T.save_tokenizer(tok, tmp_path_factory.mktemp("tok")))
-    mbpp = str(shared_data / "mbpp" / "mbpp.jsonl")
-    apps = str(shared_data / "apps" / "train.jsonl")
+    mbpp = str(benchmark_data / "mbpp" / "mbpp.jsonl")
+    apps = str(benchmark_data / "apps" / "train.jsonl")
     names = S.register_tasks(
         tok_dir,
         apps_splits={"train": apps},

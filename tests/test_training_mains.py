@@ -191,11 +191,11 @@ def test_unbound_required_settings_name_them(env, finetuned, tmp_path, capsys):
 
 
 def test_finetune_without_reference_solutions_names_the_data(env, tmp_path, capsys,
-                                                             shared_data):
+                                                             benchmark_data):
     synthetic = tmp_path / "no_solutions.jsonl"
     write_jsonl(synthetic, [{**r, "solutions": []} for r in read_jsonl(env["data"])])
     apps = tmp_path / "apps_no_solutions.jsonl"
-    with open(shared_data / "apps" / "train.jsonl") as f:
+    with open(benchmark_data / "apps" / "train.jsonl") as f:
         record = json.loads(f.readline())
     write_jsonl(apps, [{**record, "solutions": "[]"}])
     for dataset, path in (("synthetic", synthetic), ("apps", apps)):

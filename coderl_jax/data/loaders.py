@@ -29,6 +29,8 @@ Sources and their mapping:
   synthetic: `coderl_jax.data.synthetic.load_problems(path)`; path None = default test split.
   Hub versions (`codeparrot/apps`, `mbpp`, `openai_humaneval`): pass `path="hub"` or
   `"hub:<split>"` (needs network and the `datasets` package; never used by the tests).
+  Shipped copies (`coderl_jax/data/benchmarks/`, `data/packaged.py`): `path="packaged"`
+  (MBPP's `mbpp.jsonl`, APPS' train subset) or `"packaged:<file>"`.
 
 Errors on malformed files name the file and the line (JSONL) or the problem folder.
 """
@@ -42,6 +44,7 @@ from typing import Any, Callable, Iterable
 
 from coderl_jax.data.example_tests import extract_example_tests
 from coderl_jax.data.jsonl import JsonlError, read_jsonl, require
+from coderl_jax.data import packaged
 from coderl_jax.data.problem import Problem, Test, stdio_text
 
 HUB_PATHS = {"apps": "codeparrot/apps", "mbpp": "mbpp", "humaneval": "openai_humaneval"}
@@ -295,19 +298,23 @@ LOADERS: dict[str, Callable[..., list[Problem]]] = {
 
 
 def load_problems(dataset: str, path=None, **kwargs) -> list[Problem]:
-    """Problems of `dataset` (one of LOADERS) from `path`; `"hub[:split]"` for the hub.
+    """Problems of `dataset` (one of LOADERS) from `path`; `"hub[:split]"` for the hub,
+    `"packaged[:file]"` for the copy shipped in the package.
 
     Task ids are unique (checked): a samples file refers to problems by them.
     """
     if dataset not in LOADERS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(LOADERS)}")
     path_str = None if path is None else os.fspath(path)
+    if packaged.is_packaged(path_str):
+        path = path_str = str(packaged.resolve(dataset, path_str))
     if path_str is not None and (path_str == "hub" or path_str.startswith("hub:")):
         if dataset not in HUB_PATHS:
             raise ValueError(f"dataset {dataset!r} has no hub version")
         problems = load_hub(dataset, path_str.partition(":")[2] or None)
     elif path_str is None and dataset not in ("humaneval", "synthetic"):
-        raise ValueError(f"dataset {dataset!r} needs a path (or 'hub[:split]')")
+        raise ValueError(f"dataset {dataset!r} needs a path (or 'hub[:split]', or "
+                         "'packaged' for the copy shipped in the package)")
     else:
         problems = LOADERS[dataset](path, **kwargs)
     seen: set[str] = set()

@@ -4,7 +4,7 @@ Every actor objective is ONE weighted token-level cross-entropy,
 
     L(theta) = - sum_{b,t} w[b, t] * log p_theta(y[b, t] | y[b, <t], x[b])
 
-with per-token weights w computed on the host and stored in the batch (DESIGN.md "one weighted
+with per-token weights w computed on the host and stored in the batch (docs/design.md "one weighted
 loss"); they are *already normalised*, so the train step never divides by anything and
 microbatching is exact (a sum of microbatch sums):
 

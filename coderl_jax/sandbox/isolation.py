@@ -20,6 +20,13 @@ Two levels, so that the per-program cost stays a single fork:
   worker, with RLIMIT_NPROC (which only binds a non-root uid) on it. The program then
   cannot signal or ptrace the worker, cannot write outside the world-writable temporary
   directories (which are private and emptied), and cannot fork without bound.
+* On every path the worker and each child are made non-dumpable (`prctl(PR_SET_DUMPABLE,
+  0)`): a program running under the worker's own uid (an unprivileged user's sandbox) can
+  then not open `/proc/<worker>/fd/*`, `mem` or `environ` (the job and verdict pipes, the
+  nonce in memory). Root taking the unprivileged path (`privileged=False`) also drops every
+  capability in the worker (bounding set, effective/permitted, no_new_privs; inherited by
+  its children), so that path runs as a non-root user's would: a program with root's
+  capabilities could read and signal anything.
 
 `Isolation.reap` kills the child's process group, then every other process left in the
 PID namespace (or, without one: every process of the run's uid, or, unprivileged, every
@@ -54,6 +61,10 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 MS_NOEXEC = 8
 
 # Unprivileged uids for programs: BASE + worker pid, unique among live workers, far from any
@@ -100,6 +111,13 @@ class Isolation:
         """Worker-level isolation (see module doc); records what worked in `report`."""
         libc = _libc()
         _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")
+        # Before any program runs: /proc/<worker>/{fd,mem,environ} are then closed to its
+        # children even where they share its uid (inherited by every fork).
+        _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+        self.report["dumpable"] = False
+        if os.geteuid() == 0 and not self.is_root:
+            _drop_capabilities()  # root taking the unprivileged path: a user's powers only
+        self.report["capabilities_dropped"] = os.geteuid() == 0 and not self.is_root
         if self.is_root:
             self.report["network_namespace"] = self._try(lambda: _check(
                 libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)"))
@@ -253,6 +271,8 @@ class Isolation:
             # NPROC counts the processes of the real uid, so it only bites once unprivileged
             # (and is per worker since the uid is).
             resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes,) * 2)
+        # A uid change resets dumpable to the admin's suid_dumpable: set it again.
+        _check(_libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
     # ----------------------------------------------------------------------------- reaping
     def reap(self, pid: int, status: int | None) -> int:
@@ -349,6 +369,28 @@ class Isolation:
                         os.unlink(path)
                     except OSError:
                         pass
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> None:
+    """Root without its powers (the unprivileged path taken as root): no capability in the
+    bounding set (an exec cannot regain them), none effective or permitted, no_new_privs."""
+    libc = _libc()
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 22:
+            _check(-1, f"prctl(PR_CAPBSET_DROP, {cap})")  # EINVAL: past the last capability
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    data = (_CapData * 2)()  # all zero
+    _check(libc.capset(ctypes.byref(_CapHeader(LINUX_CAPABILITY_VERSION_3, 0)), data),
+           "capset")
 
 
 def _rmtree(path: str) -> None:

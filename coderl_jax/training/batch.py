@@ -21,7 +21,7 @@ axis, so one rule shards it ("batch" -> "data"):
                                           1.0 for references and padding
 
 Weights are data and already normalised on the host, so the actor's L_ce, L_rl, their sum,
-the critic loss and the KL term are all one step (DESIGN.md "one weighted loss").
+the critic loss and the KL term are all one step (docs/design.md "one weighted loss").
 Rows past the examples are empty: all zero, weight 0, so a short last batch keeps the shape.
 """
 
