@@ -1,8 +1,8 @@
 """Jitted batched sampling from a decoder-only LM: greedy, temperature, top-p, forced prefixes.
 
-The decoder-only counterpart of `coderl_jax.decoding.sample` (same arguments, same
-`SampleOutput`, same per-sample randomness and shape buckets; its nucleus filter and
-categorical draw are reused). What differs is the prompt: there is no encoder, so the prompt
+The decoder-only counterpart of `coderl_jax.decoding.sample` (same arguments and row
+checks, same `SampleOutput`, same per-sample randomness and shape buckets, the same draws
+from `coderl_jax.nucleus`). What differs is the prompt: there is no encoder, so the prompt
 is LEFT-aligned into one [rows, S] block (pads first), written into the KV cache in one
 prefill call, and generation continues from its last position. Prompts may be passed
 right- or left-padded; `sample` left-aligns them. A row's positions count its real tokens
@@ -23,13 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coderl_jax.decoding import (
-    SampleOutput,
-    SamplingParams,
-    bucket,
-    sample_categorical,
-    top_p_mask,
-)
+from coderl_jax.decoding import SampleOutput, SamplingParams, _checked_rows, bucket
+from coderl_jax.nucleus import sample_categorical, top_p_mask
 from coderl_jax.models.decoder.config import DecoderConfig
 from coderl_jax.models.decoder.model import DecoderLM, init_cache
 
@@ -156,24 +151,9 @@ def sample(config: DecoderConfig, params: Any, input_ids: Any, input_mask: Any,
         raise ValueError(f"prompt rows {np.flatnonzero(real == 0).tolist()} have no tokens; a "
                          "decoder-only model needs at least one to condition on")
     n = sampling.num_samples
-    if prefix_ids is None:
-        if prefix_len is not None:
-            raise ValueError("prefix_len given without prefix_ids")
-        prefix_ids, prefix_len = np.zeros((batch, 1), np.int32), np.zeros((batch,), np.int32)
-    prefix_ids, prefix_len = np.asarray(prefix_ids, np.int32), np.asarray(prefix_len, np.int32)
-    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
-        raise ValueError(f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
-                         f"{prefix_ids.shape} and {prefix_len.shape}")
-    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
-        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
-    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
-        raise ValueError(f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
-                         f"{sampling.max_new_tokens} (the prefix counts towards it)")
-    sample_ids = (np.arange(batch * n, dtype=np.int32) if sample_ids is None
-                  else np.asarray(sample_ids, np.int32))
-    if sample_ids.shape != (batch * n,):
-        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], "
-                         f"got {sample_ids.shape}")
+    # The same row checks (and defaults) as the T5 sampler.
+    prefix_ids, prefix_len, sample_ids = _checked_rows(batch, sampling, prefix_ids, prefix_len,
+                                                       sample_ids)
     if int(real.max()) + sampling.max_new_tokens > config.max_position_embeddings and (
             config.traits.positions == "learned"):
         raise ValueError(f"{int(real.max())} prompt + {sampling.max_new_tokens} new tokens "
