@@ -67,6 +67,9 @@ class DecoderConfig:
     attention_layers: per layer "global" or "local" (GPT-Neo; None = all global); a local
     layer attends to the previous `window_size` positions (itself included).
     pad_token_id None (GPT-2 has no pad token) pads with eos_token_id (`pad_id`).
+    dropout_rate is one rate for the embedding, attention weights and residual branches
+    (read from HF's resid_pdrop / resid_dropout, or Qwen2's attention_dropout; written back
+    to all of HF's dropout keys).
     dtype is the activation dtype, param_dtype the storage dtype; logits are float32.
     """
 
