@@ -350,3 +350,35 @@ def test_bfloat16_compute_returns_float32_logits_close_to_float32(load_pair, nam
     assert half.dtype == jnp.float32
     err = float(np.abs(np.asarray(half) - full)[mask.astype(bool)].max())
     assert 0 < err < 0.1 * np.abs(full).max()
+
+
+@pytest.mark.parametrize("name", ["gpt2"])  # the sampling loop is shared
+def test_temperature_top_p_samples_depend_on_their_prompt_and_id_only(load_pair, name):
+    """The RL sampling path: a sample is the same whether its prompt shares the call with
+    another (longer) prompt or not, a new rng changes it, and one shape bucket compiles the
+    loop once."""
+    from coderl_jax.models.decoder import sampling as decoder_sampling
+
+    name, _, _, config, params = load_pair(name)
+    sampling = SamplingParams(num_samples=2, max_new_tokens=NEW, temperature=0.8, top_p=0.9)
+    ids, mask = _left_padded(np.random.default_rng(8), [3, 9], 9)
+
+    def draw(rows, rng, sample_ids):
+        out = sample(config, params, ids[rows], mask[rows], rng, sampling,
+                     prefix_ids=np.zeros((len(rows), 4), np.int32),
+                     prefix_len=np.zeros(len(rows), np.int32), sample_ids=sample_ids,
+                     pad_batch_to=4)
+        return np.asarray(out.tokens), np.asarray(out.log_probs), np.asarray(out.lengths)
+
+    key = (2, NEW, False)
+    both, both_lp, both_len = draw([0, 1], jax.random.key(3), np.arange(4))
+    traces = decoder_sampling.TRACE_COUNTS[key]
+    alone, _, _ = draw([0], jax.random.key(3), np.arange(2))
+    np.testing.assert_array_equal(alone, both[:2])
+    assert decoder_sampling.TRACE_COUNTS[key] == traces  # same bucket: no new compile
+    other, _, _ = draw([0, 1], jax.random.key(4), np.arange(4))
+    assert not np.array_equal(other, both)
+    assert (both_lp <= 0).all()
+    for r in range(4):
+        assert (both_lp[r, both_len[r]:] == 0).all()
+        assert (both[r, both_len[r]:] == config.pad_id).all()
