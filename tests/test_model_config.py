@@ -27,7 +27,9 @@ def clean_gin():
 
 
 def test_every_model_gin_file_is_tested():
-    assert sorted(p.name for p in GIN_DIR.glob("*.gin")) == sorted(GIN_SHAPES)
+    # T5 model files; the decoder-only ones (DecoderConfig) are tests/test_model_family.py's.
+    t5_files = [p.name for p in GIN_DIR.glob("*.gin") if "DecoderConfig." not in p.read_text()]
+    assert sorted(t5_files) == sorted(GIN_SHAPES)
 
 
 @pytest.mark.parametrize("name", sorted(GIN_SHAPES))
