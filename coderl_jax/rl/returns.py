@@ -1,6 +1,6 @@
 """CodeRL's return estimators: per-sample returns + critic values -> signed per-token weights.
 
-The actor's RL objective is one weighted token cross-entropy (`coderl_jax/rl/losses.py`):
+The actor's RL objective is one weighted token cross-entropy (`coderl_jax/training/losses.py`):
 
     L_rl = - sum_{i,t} w[i, t] * log p(w_t | w_<t, x_i) / normalizer
 

@@ -9,7 +9,7 @@ axis, so one rule shards it ("batch" -> "data"):
     decoder_input_tokens  int32   [B, T]  targets shifted right, starting with 0 (T5's start)
     decoder_target_tokens int32   [B, T]  the program tokens (EOS included), 0 after them
     decoder_mask          int32   [B, T]  1 = real target token
-    token_weights         float32 [B, T]  signed weight of -log p per token (rl/losses.py):
+    token_weights         float32 [B, T]  signed weight of -log p per token (losses.py):
                                           mask / N for L_ce, (r - b) * q / N for L_rl; 0 pads
     kl_weights            float32 [B, T]  weight of the per-token KL penalty (0 = off)
     reference_log_probs   float32 [B, T]  log p_ref of each target token (KL penalty only)

@@ -60,7 +60,7 @@ def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
 
 def critic_report(model, params, batches, classes) -> dict:
     """Accuracy, per-class recall and the confusion matrix of `batches` (held-out rows)."""
-    from coderl_jax.rl import losses
+    from coderl_jax.training import losses
 
     fn = _pooled_logits_fn(model)
     confusion = np.zeros((len(classes), len(classes)))

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from coderl_jax import partitioning
 from coderl_jax.models.config import T5Config
-from coderl_jax.rl import losses
+from coderl_jax.training import losses
 from coderl_jax.training.batch import Batch
 from coderl_jax.training.state import TrainState
 
