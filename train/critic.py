@@ -3,7 +3,8 @@
     coderl train-critic --workdir DIR --samples S.jsonl --results R.jsonl \
         --dataset synthetic --data train.jsonl [--binary] [--init-model ACTOR] [--gin_file F]
 
-Wiring only; the stage is `coderl_jax.training.critic.train_critic`.
+Wiring only; the stage is `coderl_jax.training.critic.train_critic`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from coderl_jax.training.cli_wiring import run_stage
-    from coderl_jax.training.critic import train_critic
 
-    return run_stage(args, "runs/critic.gin", SHORTCUTS, lambda w: train_critic(w),
-                     "train-critic")
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
+
+        return c.train_critic(workdir, **c.training_configs())
+
+    return run_stage(args, "runs/critic.gin", SHORTCUTS, stage, "train-critic")

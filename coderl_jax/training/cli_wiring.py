@@ -44,12 +44,17 @@ def shortcut_bindings(args: argparse.Namespace, shortcuts: Sequence[tuple[str, s
 def run_stage(args: argparse.Namespace, run_file: str,
               shortcuts: Sequence[tuple[str, str, str]], stage: Callable[[str], object],
               name: str) -> int:
-    """Parse gin (run file, --gin_file, shortcut flags, --gin.* bindings), run the stage."""
+    """Parse gin (run file, --gin_file, shortcut flags, --gin.* bindings), run the stage.
+
+    Exit codes: 0 done, 2 bad input (named), 130 stopped by Ctrl-C / SIGTERM (the last
+    checkpoint is intact: the same command resumes).
+    """
     from coderl_jax.host_memory import retain_freed_memory
 
     retain_freed_memory()  # before JAX starts its threads
     from coderl_jax import gin_utils
     from coderl_jax.checkpoints import CheckpointNotFoundError
+    from coderl_jax.train import configurables  # noqa: F401  (the names gin files bind)
     from coderl_jax.training import loop
 
     try:
@@ -58,12 +63,17 @@ def run_stage(args: argparse.Namespace, run_file: str,
                         defaults=[run_file])
         loop.maybe_initialize_distributed()
         out = stage(args.workdir)
+    except (KeyboardInterrupt, loop.Stop):
+        print(f"coderl {name}: stopped; run the same command to resume from the last "
+              "checkpoint", file=sys.stderr)
+        return 130
     except (gin_utils.GinBindingError, ValueError, FileNotFoundError,
             CheckpointNotFoundError) as e:
         print(f"coderl {name}: {_without_gin_trace(e)}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        if "Required bindings for" not in str(e):  # gin's word for a missing binding
+    except (RuntimeError, TypeError) as e:
+        missing = "Required bindings for" in str(e) or "required keyword-only argument" in str(e)
+        if not missing:  # gin's / Python's words for a setting nobody gave
             raise
         print(f"coderl {name}: {_without_gin_trace(e)} (bind it in a --gin_file such as "
               "experiments/demo_cpu.gin, whose models/ file sets the network, or with "
