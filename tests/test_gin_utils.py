@@ -3,7 +3,7 @@
 import pytest
 
 from coderl_jax import gin_utils
-from coderl_jax.training import finetune, loop  # noqa: F401  (registers the configurables)
+from coderl_jax.train import configurables  # registers the names the gin files bind
 
 
 def test_split_gin_args_takes_both_forms_and_keeps_the_rest():
@@ -20,7 +20,7 @@ def test_macros_and_parameters_bind():
     gin_utils.parse(["experiments/demo_cpu.gin"],
                     ["TRAIN_STEPS = 7", "TrainerConfig.log_period = 3"],
                     defaults=["runs/finetune.gin"])
-    cfg = loop.TrainerConfig()
+    cfg = configurables.TrainerConfig()
     assert (cfg.train_steps, cfg.log_period, cfg.batch_size) == (7, 3, 32)
 
 
@@ -43,4 +43,4 @@ def test_missing_file_names_where_it_looked():
 def test_required_macro_fails_when_unset():
     gin_utils.parse([], [], defaults=["runs/finetune.gin"])
     with pytest.raises(ValueError, match="TRAIN_STEPS|train_steps|REQUIRED|Required"):
-        loop.TrainerConfig()
+        configurables.TrainerConfig()

@@ -6,13 +6,16 @@ target tokens of the rows of that kind); InternalError samples never get a row.
 """
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
 
 from coderl_jax import outcomes
-from coderl_jax.rl import learner
-from coderl_jax.rl.learner import Group, RLConfig, build_rl_batch
+from coderl_jax.rl import stats as stats_lib
+from coderl_jax.rl.batch import Group, build_rl_batch
+from coderl_jax.rl.config import RLConfig
+from coderl_jax.rl.rewards import table_rewards
 
 CE, RE, FT, PT, IE = (outcomes.COMPILE_ERROR, outcomes.RUNTIME_ERROR, outcomes.FAILED_TEST,
                       outcomes.PASSED_TEST, outcomes.INTERNAL_ERROR)
@@ -41,9 +44,18 @@ def probs_of(groups_, fill):
     return out
 
 
+def with_rewards(groups_, table=outcomes.RETURNS):
+    """The groups with the rewards of `table` (what the rollout's "coderl" reward gives)."""
+    return [dataclasses.replace(g, rewards=table_rewards(g.outcomes, table),
+                                baseline_reward=(table_rewards([g.baseline_outcome], table)[0]
+                                                 if g.baseline_outcome else None))
+            for g in groups_]
+
+
 def build(groups_, probs=None, ref=None, part="both", **cfg):
     config = RLConfig(problems_per_step=2, num_samples=3, **cfg)
-    return build_rl_batch(groups_, probs, ref, config, batch_rows=ROWS, encoder_length=ENC,
+    return build_rl_batch(with_rewards(groups_, config.return_table), probs, ref, config,
+                          batch_rows=ROWS, encoder_length=ENC,
                           decoder_length=DEC, part=part)
 
 
@@ -173,8 +185,8 @@ def test_kl_weights_only_with_kl_coef_on_rl_rows(part):
 def test_batch_too_small_is_an_error():
     config = RLConfig(problems_per_step=2, num_samples=3)
     with pytest.raises(ValueError, match="do not fit"):
-        build_rl_batch(groups(), None, None, config, batch_rows=3, encoder_length=ENC,
-                       decoder_length=DEC)
+        build_rl_batch(with_rewards(groups()), None, None, config, batch_rows=3,
+                       encoder_length=ENC, decoder_length=DEC)
 
 
 def test_bad_config_fails_at_construction():
@@ -194,7 +206,7 @@ def test_step_statistics_hand_computed():
     # Predictions: PT, CE, CE (truth FT), RE, (IE: ignored), FT (truth PT).
     for i, c in enumerate([3, 0, 0, 1, 2, 2]):
         pooled[i, c] = 1.0
-    s = learner.step_statistics(gs, pooled)
+    s = stats_lib.step_statistics(with_rewards(gs), pooled)
     judged = [1.0, -1.0, -0.3, -0.6, 1.0]
     assert s["sample_return"] == pytest.approx(np.mean(judged))
     assert s["sample_pass_rate"] == pytest.approx(2 / 5)
@@ -205,7 +217,7 @@ def test_step_statistics_hand_computed():
     assert s["no_signal_share"] == 0.0
     assert s["critic_accuracy"] == pytest.approx(3 / 5)
     same = [dataclasses.replace(gs[0], outcomes=[CE, CE, CE]), gs[1]]
-    assert learner.step_statistics(same, None)["no_signal_share"] == 0.5
+    assert stats_lib.step_statistics(with_rewards(same), None)["no_signal_share"] == 0.5
 
 
 def test_constant_critic_through_the_scorer():
@@ -240,7 +252,11 @@ def test_return_table_is_config():
     n_rl = stats["rl_tokens"]
     for row, passed in zip(range(2, 7), [True, False, False, False, True]):
         np.testing.assert_allclose(row_weights(batch, row), float(passed) / n_rl)
-    assert learner.step_statistics(gs, None, binary)["sample_return"] == pytest.approx(2 / 5)
+    assert stats_lib.step_statistics(with_rewards(gs, binary), None)["sample_return"] == \
+        pytest.approx(2 / 5)
+    # The "coderl" reward reads RLConfig.returns.
+    reward = RLConfig(returns=binary).reward_fn
+    assert [reward(None, types.SimpleNamespace(outcome=o)) for o in (CE, PT)] == [0.0, 1.0]
     with pytest.raises(ValueError, match="RLConfig.returns"):
         RLConfig(returns={PT: 1.0})
     with pytest.raises(ValueError, match="RLConfig.returns"):

@@ -3,7 +3,9 @@
 Every training main takes `--workdir DIR`, `--gin_file F` (repeatable; looked up in the
 working directory and gin_configs/) and `--gin.BINDING=VALUE` (collected by the CLI), plus a
 few shortcut flags that are nothing but gin bindings (`--dataset synthetic` is
-`--gin.finetune.dataset='synthetic'`), so there is one way a value reaches a stage.
+`--gin.finetune.dataset='synthetic'`), so there is one way a value reaches a stage. A gin
+file may `import` a module of the user's (found in the working directory or beside the gin
+file): that is how user code (a registered return estimator or reward) joins a run.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def run_stage(args: argparse.Namespace, run_file: str,
     from coderl_jax.train import configurables  # noqa: F401  (the names gin files bind)
     from coderl_jax.training import loop
 
+    _user_modules_importable(args.gin_file)
     try:
         gin_utils.parse(args.gin_file,
                         shortcut_bindings(args, shortcuts) + list(args.gin_bindings),
@@ -81,6 +84,18 @@ def run_stage(args: argparse.Namespace, run_file: str,
         return 2
     print(f"coderl {name}: model dir {out}", file=sys.stderr)
     return 0
+
+
+def _user_modules_importable(gin_files: Sequence[str]) -> None:
+    """Put the working directory and the folders of the given gin files on sys.path, so a
+    gin file's `import my_rl` line finds the user's module beside it (this is how a return
+    estimator or reward of one's own reaches a run: README "Extending")."""
+    import os
+
+    for folder in [os.getcwd()] + [os.path.dirname(os.path.abspath(f)) for f in gin_files
+                                   if os.path.isfile(f)]:
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
 
 
 def _without_gin_trace(e: Exception) -> str:
