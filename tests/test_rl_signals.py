@@ -261,3 +261,41 @@ def test_return_table_is_config():
         RLConfig(returns={PT: 1.0})
     with pytest.raises(ValueError, match="RLConfig.returns"):
         RLConfig(returns={**binary, PT: float("nan")})
+
+
+def test_bucketed_batch_has_the_loss_of_the_fully_padded_one():
+    """Rounding the RL batch's lengths up to a bucket (RLConfig.length_buckets) instead of
+    the full max lengths changes the shapes, never the objective (or its parts)."""
+    import jax
+    import jax.numpy as jnp
+
+    from coderl_jax.models.t5 import init_params
+    from coderl_jax.rl.batch import bucket_length, bucket_lengths
+    from coderl_jax.training.step import ActorModel
+    from model_utils import tiny_config
+
+    assert [bucket_length(n, 64, (0.25, 0.5, 1.0)) for n in (1, 16, 17, 33, 64)] == \
+        [16, 16, 32, 64, 64]
+    assert bucket_length(5, 64, ()) == 64
+    config = tiny_config(vocab_size=64)
+    params = init_params(config, jax.random.key(0))
+    gs = with_rewards(groups())
+    cfg = RLConfig(problems_per_step=2, num_samples=3, max_source_length=32, max_new_tokens=16,
+                   estimator="D", kl_coef=0.1, temperature=0.7,
+                   length_buckets=(0.25, 0.5, 1.0))
+    assert bucket_lengths(gs, cfg) == (8, 4)  # prompts <= 4 tokens, programs <= 4
+    probs = probs_of(gs, lambda i, t, c: 0.1 + 0.2 * c + 0.01 * t)
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(-2.0, 0.5, size=len(ids)).astype(np.float32)
+           for g in gs for ids in g.samples]
+    full, _ = build_rl_batch(gs, probs, ref, cfg, batch_rows=ROWS, encoder_length=32,
+                             decoder_length=16)
+    small, _ = build_rl_batch(gs, probs, ref, cfg, batch_rows=ROWS, encoder_length=8,
+                              decoder_length=4)
+    model = ActorModel(config)
+    loss = jax.jit(lambda b: model.loss(params, b, jax.random.key(1)))
+    (got, got_sums), (want, want_sums) = loss(jax.tree.map(jnp.asarray, small)), \
+        loss(jax.tree.map(jnp.asarray, full))
+    assert abs(float(got) - float(want)) <= 1e-6, (float(got), float(want))
+    for key in want_sums:
+        np.testing.assert_allclose(got_sums[key], want_sums[key], rtol=1e-6, atol=1e-6)

@@ -22,13 +22,13 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.training.cli_wiring import run_stage
+    from coderl_jax.train.wiring import run_stage
 
     def stage(workdir: str):
         from coderl_jax.train import configurables as c

@@ -9,6 +9,14 @@ then one RL row per judged sample (the return estimator's token weights
 also kl_coef / N_rl KL weights and the reference's log-probs). N_ce and N_rl are the real
 target tokens of the rows of that kind over ALL processes (`batch.global_count`), so every
 process's shard adds up to the global loss. Online and offline RL share this function.
+
+Shapes (STYLE.md practice 4): `bucket_lengths` rounds the batch's longest prompt and
+program up to one of a few buckets (RLConfig.length_buckets: fractions of the maximum
+lengths), the same on every process, so the step compiles once per bucket and an update
+no longer pays for the full max_source_length x max_new_tokens when its rows are short.
+Padding never changes the loss (masked positions have weight 0 and are masked out of
+attention); tests/test_rl_signals.py checks a bucketed batch's loss against the fully
+padded one's.
 """
 
 from __future__ import annotations
@@ -44,6 +52,28 @@ class Group:
     @property
     def baseline_judged(self) -> bool:
         return self.baseline_outcome not in (None, outcomes.INTERNAL_ERROR)
+
+
+def bucket_length(needed: int, maximum: int, buckets) -> int:
+    """The smallest bucket ceil(f * maximum), f in `buckets`, that holds `needed` tokens
+    (`maximum` itself if none does, or without buckets)."""
+    fits = [int(np.ceil(f * maximum)) for f in sorted(buckets)]
+    return next((n for n in fits if n >= needed), maximum)
+
+
+def bucket_lengths(groups: Sequence[Group], cfg) -> tuple[int, int]:
+    """(encoder, decoder) length of the RL batch of `groups`: every process's longest prompt
+    and longest program (reference or sample) rounded up to a bucket of cfg.length_buckets
+    (cfg.max_source_length / cfg.max_new_tokens without buckets)."""
+    if not cfg.length_buckets:
+        return cfg.max_source_length, cfg.max_new_tokens
+    prompts = max((len(g.prompt_ids) for g in groups), default=1)
+    programs = max((len(ids) for g in groups
+                    for ids in [*g.samples, *([g.reference_ids] if g.reference_ids else [])]),
+                   default=1)
+    prompts, programs = batch_lib.global_max(np.asarray([prompts, programs])).tolist()
+    return (bucket_length(prompts, cfg.max_source_length, cfg.length_buckets),
+            bucket_length(programs, cfg.max_new_tokens, cfg.length_buckets))
 
 
 def _rl_rows(groups: Sequence[Group], token_probs, cfg, decoder_length: int, stats: dict):

@@ -62,7 +62,7 @@ class RLConfig:
     timeout: float = 4.0
     save_rollouts: bool = False
     returns: dict | None = None
-    length_buckets: tuple = ()
+    length_buckets: tuple = (0.5, 0.75, 1.0)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:

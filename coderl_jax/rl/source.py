@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from coderl_jax.rl import stats as stats_lib
-from coderl_jax.rl.batch import build_rl_batch
+from coderl_jax.rl.batch import bucket_lengths, build_rl_batch
 from coderl_jax.rl.rollout import Judged, ProblemData, Rollout, score_samples
 from coderl_jax.training import batch as batch_lib
 from coderl_jax.training.sources import Draw, epoch_order, process_rows
@@ -36,12 +36,13 @@ def problem_batch(num_problems: int, per_step: int, seed: int, position: int) ->
 def rl_draw(judged: Judged, cfg, timings: dict) -> Draw:
     """The draw of one RL iteration: its batch(es) and its (global) metrics."""
     parts = ("both",) if cfg.objective == "sum" else ("ce", "rl")
+    encoder_length, decoder_length = bucket_lengths(judged.groups, cfg)
     batches, stats = [], {}
     for part in parts:
         batch, stats = build_rl_batch(
             judged.groups, judged.token_probs, judged.reference_log_probs, cfg,
-            batch_rows=cfg.rows // jax.process_count(), encoder_length=cfg.max_source_length,
-            decoder_length=cfg.max_new_tokens, part=part)
+            batch_rows=cfg.rows // jax.process_count(), encoder_length=encoder_length,
+            decoder_length=decoder_length, part=part)
         batches.append(batch)
     groups = judged.groups
     # Counts summed over processes: process 0 logs the whole batch's figures.

@@ -167,6 +167,16 @@ def global_sum(local) -> np.ndarray:
     return np.asarray(gathered, np.float64).sum(axis=0)
 
 
+def global_max(local) -> np.ndarray:
+    """Elementwise max of a host-local scalar or vector over all processes (so that every
+    process picks the same batch shape)."""
+    if jax.process_count() == 1:
+        return np.asarray(local)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(local))).max(axis=0)
+
+
 def global_count(local: float) -> float:
     """Sum of a host-local count over all processes (the normaliser of a multi-host batch)."""
     return float(global_sum(local))

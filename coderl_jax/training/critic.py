@@ -60,6 +60,19 @@ def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
     return rows, skipped
 
 
+def _start_params(init, num_classes: int, seed: int):
+    """The critic's starting params: a critic dir's own, or an actor's network as the
+    backbone with a random head; None (random init) from scratch."""
+    from coderl_jax.models.critic import init_critic_params
+
+    if init.params is None:
+        return None
+    if "backbone" in init.params:  # a critic dir: continue from it
+        return init.params
+    head = init_critic_params(init.config, num_classes, jax.random.key(seed))
+    return {"backbone": init.params, "head": head["head"]}
+
+
 def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                  trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
                  data: str | None = None, binary: bool = False,
@@ -69,8 +82,6 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                  loader: Loader = load_init, log: Callable[[str], None] = print
                  ) -> pathlib.Path:
     """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
-    from coderl_jax.models.critic import init_critic_params
-
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
     d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
                            holdout_fraction, trainer.seed, loader)
@@ -92,13 +103,7 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
         raise ValueError(f"train-critic: no labelled programs in {samples}")
 
     model = CriticModel(init.config, len(classes))
-    params = None
-    if init.params is not None:
-        if "backbone" in init.params:  # a critic dir: continue from it
-            params = init.params
-        else:  # an actor: its network is the backbone, the head starts random
-            head = init_critic_params(init.config, len(classes), jax.random.key(trainer.seed))
-            params = {"backbone": init.params, "head": head["head"]}
+    params = _start_params(init, len(classes), trainer.seed)
     held_batches = evaluation.fixed_batches(held, trainer.batch_size, max_source_length,
                                             max_target_length, build=batch_lib.critic_batch)
 
