@@ -4,7 +4,7 @@
     probs = scorer.critic_probs(prompt_ids, program_ids)   # list of [T_i, C] float32
     logp = Scorer.load("actor_dir").log_probs(prompt_ids, program_ids)   # list of [T_i]
 
-One place for what the RL learner (critic token values q(w_t), the reference policy's
+One place for what RL rollouts (critic token values q(w_t), the reference policy's
 log-probs for the KL term) and critic sampling (the binary critic's P(Pass | w_1..t)) need.
 Rows are padded into fixed buckets (batch `batch_size`, lengths rounded up to powers of two)
 so a run compiles a handful of programs at most; the compiled programs are the one cache of

@@ -1,4 +1,4 @@
-"""Shared by the RL learner tests: a tokenizer + a warm-started tiny actor, built once.
+"""Shared by the RL tests: a tokenizer + a warm-started tiny actor, built once.
 
 `warm_setup(root)` builds (or finds, when an earlier test module of the session built it
 under the same root) a directory holding

@@ -3,7 +3,7 @@
 A stage starts from scratch (a T5Config and a tokenizer dir), from one of our model dirs,
 or from a Hugging Face dir / hub id (`Salesforce/codet5-large-ntp-py`): `load_init`. It ends
 by writing `workdir/model` (`save_final`), which `coderl generate`, the next stage or the RL
-learner loads. Stages take a `loader(init_model, tokenizer) -> InitModel` (default: this
+stage loads. Stages take a `loader(init_model, tokenizer) -> InitModel` (default: this
 `load_init` with no scratch config); the mains pass one with the gin-bound options.
 """
 
