@@ -19,7 +19,7 @@ import numpy as np
 
 from coderl_jax.rl import stats as stats_lib
 from coderl_jax.rl.batch import bucket_lengths, build_rl_batch
-from coderl_jax.rl.rollout import Judged, ProblemData, Rollout, score_samples
+from coderl_jax.rl.rollout import Judged, ProblemData, score_samples
 from coderl_jax.training import batch as batch_lib
 from coderl_jax.training.sources import Draw, epoch_order, process_rows
 

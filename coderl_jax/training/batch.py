@@ -1,7 +1,8 @@
 """The one batch type of every trainer, and its host-side builders.
 
 A `Batch` is a typed pytree with fixed shapes (a run's batch size and encoder/decoder lengths
-never change, so the jitted step compiles once). Every field has the batch as its leading
+never change, so the jitted step compiles once; RL rounds its lengths up to a few buckets,
+`rl/batch.py`, so it compiles once per bucket). Every field has the batch as its leading
 axis, so one rule shards it ("batch" -> "data"):
 
     encoder_input_tokens  int32   [B, S]  prompt tokens, 0 (<pad>) after them
@@ -79,8 +80,9 @@ def build_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder_
     Each example has "inputs" int [n] (framed prompt tokens) and "targets" int [m] (program
     tokens ending in EOS), and optionally "token_weights" [m], "kl_weights" [m],
     "reference_log_probs" [m] (default 0: no loss on the row unless weights are set later),
-    "label" int and "label_weight" float (default 0), "temperature" float (default 1). Too long an example is an error naming
-    it (a truncated program is a wrong program; the callers size the lengths).
+    "label" int and "label_weight" float (default 0), "temperature" float (default 1). Too
+    long an example is an error naming it (a truncated program is a wrong program; the
+    callers size the lengths).
     """
     if len(examples) > batch_size:
         raise ValueError(f"{len(examples)} examples do not fit a batch of {batch_size} rows")

@@ -317,11 +317,11 @@ def _train(state, source, step_fn, b_shardings, store, writer, position: int,
                            metadata={"data_position": position})
             if eval_fn is not None and (_crossed(done, per_draw, trainer.eval_period) or last):
                 eval_start = time.monotonic()
-                results = eval_fn(state)
-                if results:
-                    writer.write(done, {f"eval/{k}": v for k, v in results.items()})
+                evals = eval_fn(state)
+                if evals:
+                    writer.write(done, {f"eval/{k}": v for k, v in evals.items()})
                     log(f"[{desc}] step {done}: " + ", ".join(
-                        f"{k} {float(v):.4f}" for k, v in results.items()))
+                        f"{k} {float(v):.4f}" for k, v in evals.items()))
                 # Evaluation is not training: its time leaves the tokens/s window.
                 window.start += time.monotonic() - eval_start
     finally:
