@@ -110,23 +110,21 @@ def bare_child(args) -> int:
     """The bare jitted step on the same gin-bound configs; prints its JSON result."""
     from coderl_jax.host_memory import retain_freed_memory
 
-    retain_freed_memory()  # as the mains do (cli_wiring.run_stage), before JAX starts
+    retain_freed_memory()  # as the mains do (train/wiring.py run_stage), before JAX starts
     import jax
     import numpy as np
 
     from coderl_jax import gin_utils, partitioning
-    from coderl_jax.models.config import model_config
+    from coderl_jax.train import configurables as c  # the names the gin files bind
     from coderl_jax.training import batch as batch_lib
-    from coderl_jax.training import finetune  # noqa: F401  (registers finetune.* for gin)
-    from coderl_jax.training import loop
     from coderl_jax.training import optimizer as optimizer_lib
     from coderl_jax.training import state as state_lib
     from coderl_jax.training import step as step_lib
 
     gin_utils.parse([GIN_FILE], bindings(args), defaults=[RUN_FILE])
-    config = model_config()
-    trainer = loop.TrainerConfig()
-    optimizer = optimizer_lib.OptimizerConfig()
+    config = c.model_config()
+    trainer = c.TrainerConfig()
+    optimizer = c.OptimizerConfig()
     assert trainer.batch_size == args.batch, (trainer.batch_size, args.batch)
     mesh = partitioning.make_mesh(trainer.mesh_data, trainer.mesh_model)
     tx, schedule = optimizer_lib.make_optimizer(optimizer, trainer.train_steps)

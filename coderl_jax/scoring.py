@@ -4,17 +4,17 @@
     probs = scorer.critic_probs(prompt_ids, program_ids)   # list of [T_i, C] float32
     logp = Scorer.load("actor_dir").log_probs(prompt_ids, program_ids)   # list of [T_i]
 
-One place for what the RL learner (critic token values q(w_t), the reference policy's
+One place for what RL rollouts (critic token values q(w_t), the reference policy's
 log-probs for the KL term) and critic sampling (the binary critic's P(Pass | w_1..t)) need.
 Rows are padded into fixed buckets (batch `batch_size`, lengths rounded up to powers of two)
-so a run compiles a handful of programs at most. Token ids are framed as in training: the
+so a run compiles a handful of programs at most; the compiled programs are the one cache of
+`training/forward.py`, shared with held-out evaluation. Token ids are framed as in training: the
 prompt ids as the encoder input (`<s> ... </s>`), the program ids ending with EOS.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,25 +23,7 @@ import numpy as np
 
 from coderl_jax.decoding import bucket
 from coderl_jax.training import batch as batch_lib
-
-
-@functools.cache
-def _critic_fn(config, num_classes: int):
-    from coderl_jax.models.critic import T5Critic, token_probabilities
-
-    def fn(params, b):
-        token_logits, pooled = T5Critic(config, num_classes).apply(
-            {"params": params}, b.encoder_input_tokens, b.decoder_input_tokens,
-            b.encoder_mask, b.decoder_mask)
-        return token_probabilities(token_logits), jax.nn.softmax(pooled)
-    return jax.jit(fn)
-
-
-@functools.cache
-def _actor_fn(config):
-    from coderl_jax.training.step import ActorModel
-
-    return jax.jit(lambda params, b: ActorModel(config).log_probs(params, b))
+from coderl_jax.training import forward
 
 
 @dataclasses.dataclass
@@ -94,11 +76,11 @@ class Scorer:
         prediction softmax(max-pooled logits) [N, C])."""
         if self.classes is None:
             raise ValueError("critic_outputs needs a critic (a model dir with critic.json)")
-        fn = _critic_fn(self.config, len(self.classes))
+        fn = forward.critic_fn(self.config, len(self.classes))
         tokens, pooled = [], []
         for rows, b in self._batches(prompt_ids, program_ids):
-            probs, seq = fn(self.params, batch_lib.critic_inputs(b))
-            probs, seq = np.asarray(probs), np.asarray(seq)
+            probs, logits = fn(self.params, batch_lib.critic_inputs(b))
+            probs, seq = np.asarray(probs), np.asarray(jax.nn.softmax(logits))
             tokens.extend(probs[j, :len(program_ids[i])] for j, i in enumerate(rows))
             pooled.extend(seq[j] for j, _ in enumerate(rows))
         return tokens, np.asarray(pooled).reshape(len(tokens), len(self.classes))
@@ -108,7 +90,7 @@ class Scorer:
         logits / temperature, as the RL loss scores samples): [T_i] float32 each."""
         if self.classes is not None:
             raise ValueError("log_probs needs an actor, not a critic")
-        fn = _actor_fn(self.config)
+        fn = forward.log_prob_fn(self.config)
         out = []
         for rows, b in self._batches(prompt_ids, program_ids, temperature):
             logp = np.asarray(fn(self.params, b))

@@ -14,12 +14,12 @@ import numpy as np
 
 
 def dump_final_params(path: str) -> None:
-    """Wrap `common.save_final` (the RL stage's last call) to save the params it is given."""
+    """Wrap `model_io.save_final` (the RL stage's last call) to save the params it is given."""
     import jax
 
-    from coderl_jax.training import common
+    from coderl_jax.training import model_io
 
-    save_final = common.save_final
+    save_final = model_io.save_final
 
     def wrapped(workdir, init, state, **kwargs):
         flat = {}
@@ -30,7 +30,7 @@ def dump_final_params(path: str) -> None:
                  step=int(jax.device_get(state.step)), **flat)
         return save_final(workdir, init, state, **kwargs)
 
-    common.save_final = wrapped
+    model_io.save_final = wrapped
 
 
 def main() -> int:

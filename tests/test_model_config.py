@@ -6,7 +6,8 @@ import pathlib
 import gin
 import pytest
 
-from coderl_jax.models.config import T5Config, model_config
+from coderl_jax.models.config import T5Config
+from coderl_jax.train.configurables import model_config
 
 GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs" / "models"
 # (d_model, num_layers, decoder layers, heads, d_ff, vocab) of each model file.

@@ -31,6 +31,7 @@ the update's log p (the temperature-1 policy) is the policy that sampled them.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -50,7 +51,9 @@ def test_one_update_moves_each_sample_with_its_advantage(setup):
     from coderl_jax import partitioning
     from coderl_jax.data import loaders
     from coderl_jax.data.tokenizer import load_tokenizer
-    from coderl_jax.rl import learner
+    from coderl_jax.rl import rollout
+    from coderl_jax.rl.batch import build_rl_batch
+    from coderl_jax.rl.config import RLConfig
     from coderl_jax.sandbox import Executor
     from coderl_jax.training import optimizer as optimizer_lib
     from coderl_jax.training import state as state_lib
@@ -59,7 +62,7 @@ def test_one_update_moves_each_sample_with_its_advantage(setup):
     config, params = checkpoints.load_model_dir(setup.actor)
     params = jax.device_get(params)
     tokenizer = load_tokenizer(setup.actor)
-    prepared = learner.prepare_problems(loaders.load_problems("synthetic", str(setup.data)),
+    prepared = rollout.prepare_problems(loaders.load_problems("synthetic", str(setup.data)),
                                         tokenizer, rl_utils.SOURCE_LENGTH,
                                         rl_utils.TARGET_LENGTH)
     model = step_lib.ActorModel(config)
@@ -70,36 +73,37 @@ def test_one_update_moves_each_sample_with_its_advantage(setup):
     log_probs = jax.jit(model.log_probs)
 
     def config_for(sign):
-        return learner.RLConfig(
+        return RLConfig(
             problems_per_step=len(prepared), num_samples=4, estimator="A", ce_weight=0.0,
             rl_weight=sign, temperature=rl_utils.TEMPERATURE, top_p=rl_utils.TOP_P,
             max_source_length=rl_utils.SOURCE_LENGTH, max_new_tokens=rl_utils.TARGET_LENGTH)
 
     with Executor(2) as executor:
         state, shardings = state_lib.create_state(model, tx, mesh, 0, params)
-        rl = learner.Learner(config, tokenizer, config_for(1.0), executor=executor,
-                             step_fn=step_lib.make_train_step(model, tx, schedule, mesh,
-                                                              shardings),
-                             batch_shardings=step_lib.batch_shardings(mesh))
-        groups, _, _, _ = rl.collect(state.params, prepared, 0, {})
+        collect = rollout.Rollout(config, tokenizer, config_for(1.0), executor)
+        groups = collect.collect(state.params, prepared, 0, {}).groups
+    step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings)
 
     # The advantages, from the verdicts (not from the batch): r(sample) - r(greedy).
     advantages = np.array([outcomes.RETURNS[o] - outcomes.RETURNS[g.baseline_outcome]
                            for g in groups for o in g.outcomes], np.float64)
     assert all(o != outcomes.INTERNAL_ERROR for g in groups for o in g.outcomes)
     assert np.any(advantages != 0), "no learning signal in this step"
-    batch, stats = learner.build_rl_batch(
-        groups, None, None, config_for(1.0), batch_rows=config_for(1.0).rows,
-        encoder_length=rl_utils.SOURCE_LENGTH, decoder_length=rl_utils.TARGET_LENGTH)
+    def rl_batch(cfg):
+        return build_rl_batch(groups, None, None, cfg, batch_rows=cfg.rows,
+                              encoder_length=rl_utils.SOURCE_LENGTH,
+                              decoder_length=rl_utils.TARGET_LENGTH)
+
+    batch, stats = rl_batch(config_for(1.0))
     rl_rows = slice(stats["ce_rows"], stats["ce_rows"] + stats["rl_rows"])
     before = np.asarray(log_probs(params, batch))
     mask = batch.decoder_mask.astype(np.float64)
 
     moved = {}
     for sign in (1.0, -1.0):
-        rl.cfg = config_for(sign)
         state, _ = state_lib.create_state(model, tx, mesh, 0, params)
-        new_state, metrics = rl.update(state, groups, None, None, {})
+        update = jax.tree.map(jnp.asarray, rl_batch(config_for(sign))[0])
+        new_state, metrics = step_fn(state, update)
         after = np.asarray(log_probs(jax.device_get(new_state.params), batch))
         delta = ((after - before) * mask).sum(axis=1)[rl_rows]  # per sample
         moved[sign] = float(np.dot(advantages, delta))

@@ -21,7 +21,7 @@ import pytest
 
 import rl_utils
 from coderl_jax import checkpoints
-from coderl_jax.rl import learner
+from coderl_jax.rl import rollout, source
 from coderl_jax.training import loop
 
 
@@ -38,14 +38,14 @@ def flat_params(model_dir) -> dict:
 
 def test_online_and_offline_modes_give_the_same_update(setup, tmp_path, monkeypatch):
     built = []
-    original = learner.build_rl_batch
+    original = source.build_rl_batch
 
     def recording(*args, **kwargs):
         out = original(*args, **kwargs)
         built.append(out)
         return out
 
-    monkeypatch.setattr(learner, "build_rl_batch", recording)
+    monkeypatch.setattr(source, "build_rl_batch", recording)
     # D with a (random, frozen) critic, the CE rows and the KL term all on: every input of
     # the batch is exercised.
     bindings = rl_utils.gin_bindings(TRAIN_STEPS=1, NUM_SAMPLES=2, ESTIMATOR="D",
@@ -53,7 +53,7 @@ def test_online_and_offline_modes_give_the_same_update(setup, tmp_path, monkeypa
                                         "RLConfig.kl_coef": 0.05})
     online = tmp_path / "online"
     rl_utils.run_train_rl(online, setup, bindings, critic=str(setup.critic))
-    rollouts = sorted((online / learner.ROLLOUT_DIR).iterdir())
+    rollouts = sorted((online / rollout.ROLLOUT_DIR).iterdir())
     assert [p.name for p in rollouts] == ["step_000000.p0.jsonl"]
     records = [json.loads(line) for line in rollouts[0].read_text().splitlines()]
     assert len(records) == rl_utils.PROBLEMS * 3  # 2 samples + the greedy baseline each
@@ -65,7 +65,7 @@ def test_online_and_offline_modes_give_the_same_update(setup, tmp_path, monkeypa
                           samples=str(files["samples"]), results=str(files["results"]),
                           baseline_samples=str(files["baseline_samples"]),
                           baseline_results=str(files["baseline_results"]))
-    assert not (offline / learner.ROLLOUT_DIR).exists()
+    assert not (offline / rollout.ROLLOUT_DIR).exists()
 
     (on_batch, on_stats), (off_batch, off_stats) = built
     for name in on_batch.__dataclass_fields__:

@@ -15,7 +15,7 @@ import pytest
 
 import rl_utils
 from coderl_jax import checkpoints
-from coderl_jax.rl import learner
+from coderl_jax.rl import rollout
 from coderl_jax.training import loop
 
 WORKER = pathlib.Path(__file__).with_name("rl_multihost_worker.py")
@@ -77,7 +77,7 @@ def test_two_processes_end_with_the_same_actor(setup, tmp_path):
                for k, leaf in jax.tree_util.tree_flatten_with_path(start)[0])
 
     # Each process sampled its own half of every step's problems.
-    rollouts = workdir / learner.ROLLOUT_DIR
+    rollouts = workdir / rollout.ROLLOUT_DIR
     for step in range(STEPS):
         halves = [{json.loads(line)["task_id"] for line in
                    (rollouts / f"step_{step:06d}.p{i}.jsonl").read_text().splitlines()}

@@ -6,13 +6,16 @@ target tokens of the rows of that kind); InternalError samples never get a row.
 """
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
 
 from coderl_jax import outcomes
-from coderl_jax.rl import learner
-from coderl_jax.rl.learner import Group, RLConfig, build_rl_batch
+from coderl_jax.rl import stats as stats_lib
+from coderl_jax.rl.batch import Group, build_rl_batch
+from coderl_jax.rl.config import RLConfig
+from coderl_jax.rl.rewards import table_rewards
 
 CE, RE, FT, PT, IE = (outcomes.COMPILE_ERROR, outcomes.RUNTIME_ERROR, outcomes.FAILED_TEST,
                       outcomes.PASSED_TEST, outcomes.INTERNAL_ERROR)
@@ -41,9 +44,18 @@ def probs_of(groups_, fill):
     return out
 
 
+def with_rewards(groups_, table=outcomes.RETURNS):
+    """The groups with the rewards of `table` (what the rollout's "coderl" reward gives)."""
+    return [dataclasses.replace(g, rewards=table_rewards(g.outcomes, table),
+                                baseline_reward=(table_rewards([g.baseline_outcome], table)[0]
+                                                 if g.baseline_outcome else None))
+            for g in groups_]
+
+
 def build(groups_, probs=None, ref=None, part="both", **cfg):
     config = RLConfig(problems_per_step=2, num_samples=3, **cfg)
-    return build_rl_batch(groups_, probs, ref, config, batch_rows=ROWS, encoder_length=ENC,
+    return build_rl_batch(with_rewards(groups_, config.return_table), probs, ref, config,
+                          batch_rows=ROWS, encoder_length=ENC,
                           decoder_length=DEC, part=part)
 
 
@@ -173,8 +185,8 @@ def test_kl_weights_only_with_kl_coef_on_rl_rows(part):
 def test_batch_too_small_is_an_error():
     config = RLConfig(problems_per_step=2, num_samples=3)
     with pytest.raises(ValueError, match="do not fit"):
-        build_rl_batch(groups(), None, None, config, batch_rows=3, encoder_length=ENC,
-                       decoder_length=DEC)
+        build_rl_batch(with_rewards(groups()), None, None, config, batch_rows=3,
+                       encoder_length=ENC, decoder_length=DEC)
 
 
 def test_bad_config_fails_at_construction():
@@ -194,7 +206,7 @@ def test_step_statistics_hand_computed():
     # Predictions: PT, CE, CE (truth FT), RE, (IE: ignored), FT (truth PT).
     for i, c in enumerate([3, 0, 0, 1, 2, 2]):
         pooled[i, c] = 1.0
-    s = learner.step_statistics(gs, pooled)
+    s = stats_lib.step_statistics(with_rewards(gs), pooled)
     judged = [1.0, -1.0, -0.3, -0.6, 1.0]
     assert s["sample_return"] == pytest.approx(np.mean(judged))
     assert s["sample_pass_rate"] == pytest.approx(2 / 5)
@@ -205,7 +217,7 @@ def test_step_statistics_hand_computed():
     assert s["no_signal_share"] == 0.0
     assert s["critic_accuracy"] == pytest.approx(3 / 5)
     same = [dataclasses.replace(gs[0], outcomes=[CE, CE, CE]), gs[1]]
-    assert learner.step_statistics(same, None)["no_signal_share"] == 0.5
+    assert stats_lib.step_statistics(with_rewards(same), None)["no_signal_share"] == 0.5
 
 
 def test_constant_critic_through_the_scorer():
@@ -240,8 +252,50 @@ def test_return_table_is_config():
     n_rl = stats["rl_tokens"]
     for row, passed in zip(range(2, 7), [True, False, False, False, True]):
         np.testing.assert_allclose(row_weights(batch, row), float(passed) / n_rl)
-    assert learner.step_statistics(gs, None, binary)["sample_return"] == pytest.approx(2 / 5)
+    assert stats_lib.step_statistics(with_rewards(gs, binary), None)["sample_return"] == \
+        pytest.approx(2 / 5)
+    # The "coderl" reward reads RLConfig.returns.
+    reward = RLConfig(returns=binary).reward_fn
+    assert [reward(None, types.SimpleNamespace(outcome=o)) for o in (CE, PT)] == [0.0, 1.0]
     with pytest.raises(ValueError, match="RLConfig.returns"):
         RLConfig(returns={PT: 1.0})
     with pytest.raises(ValueError, match="RLConfig.returns"):
         RLConfig(returns={**binary, PT: float("nan")})
+
+
+def test_bucketed_batch_has_the_loss_of_the_fully_padded_one():
+    """Rounding the RL batch's lengths up to a bucket (RLConfig.length_buckets) instead of
+    the full max lengths changes the shapes, never the objective (or its parts)."""
+    import jax
+    import jax.numpy as jnp
+
+    from coderl_jax.models.t5 import init_params
+    from coderl_jax.rl.batch import bucket_length, bucket_lengths
+    from coderl_jax.training.step import ActorModel
+    from model_utils import tiny_config
+
+    assert [bucket_length(n, 64, (0.25, 0.5, 1.0)) for n in (1, 16, 17, 33, 64)] == \
+        [16, 16, 32, 64, 64]
+    assert bucket_length(5, 64, ()) == 64
+    config = tiny_config(vocab_size=64)
+    params = init_params(config, jax.random.key(0))
+    gs = with_rewards(groups())
+    cfg = RLConfig(problems_per_step=2, num_samples=3, max_source_length=32, max_new_tokens=16,
+                   estimator="D", kl_coef=0.1, temperature=0.7,
+                   length_buckets=(0.25, 0.5, 1.0))
+    assert bucket_lengths(gs, cfg) == (8, 4)  # prompts <= 4 tokens, programs <= 4
+    probs = probs_of(gs, lambda i, t, c: 0.1 + 0.2 * c + 0.01 * t)
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(-2.0, 0.5, size=len(ids)).astype(np.float32)
+           for g in gs for ids in g.samples]
+    full, _ = build_rl_batch(gs, probs, ref, cfg, batch_rows=ROWS, encoder_length=32,
+                             decoder_length=16)
+    small, _ = build_rl_batch(gs, probs, ref, cfg, batch_rows=ROWS, encoder_length=8,
+                              decoder_length=4)
+    model = ActorModel(config)
+    loss = jax.jit(lambda b: model.loss(params, b, jax.random.key(1)))
+    (got, got_sums), (want, want_sums) = loss(jax.tree.map(jnp.asarray, small)), \
+        loss(jax.tree.map(jnp.asarray, full))
+    assert abs(float(got) - float(want)) <= 1e-6, (float(got), float(want))
+    for key in want_sums:
+        np.testing.assert_allclose(got_sums[key], want_sums[key], rtol=1e-6, atol=1e-6)

@@ -35,6 +35,7 @@ from model_utils import tiny_config  # noqa: E402
 
 from coderl_jax import partitioning as pt  # noqa: E402
 from coderl_jax.training import batch as batch_lib  # noqa: E402
+from coderl_jax.training import forward  # noqa: E402
 from coderl_jax.training import optimizer as opt_lib  # noqa: E402
 from coderl_jax.training import state as state_lib  # noqa: E402
 from coderl_jax.training import step as step_lib  # noqa: E402
@@ -273,10 +274,10 @@ def test_tiny_critic_separates_two_classes_of_programs(critic, actor_params, mes
     steps on fresh batches, >= 90% of 64 held-out rows are right (seeds 0-7 of this setup
     gave 97-100%; the few misses are 2-token programs, where the max-pooled head has had the
     fewest updates at each position)."""
-    model, (step, _, _, shardings, new_state), _ = critic
+    model, (step, _, _, _, new_state), _ = critic
     state = new_state(critic_params_of(actor_params, seed=1))
     rng = np.random.default_rng(4)
-    evaluate = step_lib.make_eval_fn(model, mesh1, shardings.params)
+    evaluate = forward.critic_fn(model.config, model.num_classes)  # the one forward cache
     before = step_lib.TRACE_COUNTS["critic"]
     for _ in range(60):
         batch = batch_lib.critic_batch(critic_examples(rng, 16, True), 16, ENC, DEC)
@@ -286,8 +287,7 @@ def test_tiny_critic_separates_two_classes_of_programs(critic, actor_params, mes
     for k in range(4):
         held = batch_lib.critic_batch(critic_examples(np.random.default_rng(99 + k), 16, True),
                                       16, ENC, DEC)
-        probs, pooled = evaluate(state.params,
-                                 batch_lib.to_global(held, step_lib.batch_shardings(mesh1)))
+        probs, pooled = evaluate(state.params, held)
         right += int(np.sum(np.argmax(np.asarray(pooled), axis=-1) == held.labels))
         rows += len(held.labels)
         # Per-token values are distributions over the classes.

@@ -248,7 +248,7 @@ def test_training_help_needs_no_jax():
     code = (
         "import sys, contextlib, io\n"
         "from coderl_jax.cli import main\n"
-        "for cmd in ('pretrain', 'finetune', 'train-critic', 'train-repair'):\n"
+        "for cmd in ('pretrain', 'finetune', 'train-critic', 'train-repair', 'train-rl'):\n"
         "    out = io.StringIO()\n"
         "    with contextlib.redirect_stdout(out):\n"
         "        try:\n"

@@ -3,7 +3,8 @@
     coderl train-critic --workdir DIR --samples S.jsonl --results R.jsonl \
         --dataset synthetic --data train.jsonl [--binary] [--init-model ACTOR] [--gin_file F]
 
-Wiring only; the stage is `coderl_jax.training.critic.train_critic`.
+Wiring only; the stage is `coderl_jax.training.critic.train_critic`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.training.cli_wiring import run_stage
-    from coderl_jax.training.critic import train_critic
+    from coderl_jax.train.wiring import run_stage
 
-    return run_stage(args, "runs/critic.gin", SHORTCUTS, lambda w: train_critic(w),
-                     "train-critic")
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
+
+        return c.train_critic(workdir, **c.training_configs())
+
+    return run_stage(args, "runs/critic.gin", SHORTCUTS, stage, "train-critic")

@@ -3,7 +3,8 @@
     coderl finetune --workdir DIR --dataset {synthetic,apps,mbpp} --data PATH \
         [--init-model MODEL] [--tokenizer DIR] [--gin_file F] [--gin.TRAIN_STEPS=200 ...]
 
-Wiring only; the stage is `coderl_jax.training.finetune.finetune`.
+Wiring only; the stage is `coderl_jax.training.finetune.finetune`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.training.cli_wiring import run_stage
-    from coderl_jax.training.finetune import finetune
+    from coderl_jax.train.wiring import run_stage
 
-    return run_stage(args, "runs/finetune.gin", SHORTCUTS, lambda w: finetune(w), "finetune")
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
+
+        return c.finetune(workdir, **c.training_configs())
+
+    return run_stage(args, "runs/finetune.gin", SHORTCUTS, stage, "finetune")

@@ -3,7 +3,8 @@
     coderl pretrain --workdir DIR [--gin_file experiments/demo_cpu.gin] [--corpus FOLDER] \
         [--tokenizer DIR] [--init-model MODEL] [--gin.TRAIN_STEPS=1000 ...]
 
-Wiring only; the stage is `coderl_jax.training.pretrain.pretrain`.
+Wiring only; the stage is `coderl_jax.training.pretrain.pretrain`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.training.cli_wiring import run_stage
-    from coderl_jax.training.pretrain import pretrain
+    from coderl_jax.train.wiring import run_stage
 
-    return run_stage(args, "runs/pretrain.gin", SHORTCUTS, lambda w: pretrain(w), "pretrain")
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
+
+        return c.pretrain(workdir, **c.training_configs())
+
+    return run_stage(args, "runs/pretrain.gin", SHORTCUTS, stage, "pretrain")

@@ -3,7 +3,8 @@
     coderl train-repair --workdir DIR --samples S.jsonl --results R.jsonl \
         --dataset synthetic --data train.jsonl [--init-model MODEL] [--gin_file F]
 
-Wiring only; the stage is `coderl_jax.training.repair.train_repair`.
+Wiring only; the stage is `coderl_jax.training.repair.train_repair`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.training.cli_wiring import run_stage
-    from coderl_jax.training.repair import train_repair
+    from coderl_jax.train.wiring import run_stage
 
-    return run_stage(args, "runs/repair.gin", SHORTCUTS, lambda w: train_repair(w),
-                     "train-repair")
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
+
+        return c.train_repair(workdir, **c.training_configs())
+
+    return run_stage(args, "runs/repair.gin", SHORTCUTS, stage, "train-repair")

@@ -8,7 +8,8 @@ RL from sample files (the official release's setting).
 
 Ctrl-C or SIGTERM stops the run within seconds: the sandbox pool shuts down (no program
 survives) and the last checkpoint stays intact; run the same command again to resume.
-Wiring only; the stage is `coderl_jax.rl.run.train_rl`.
+Wiring only; the stage is `coderl_jax.rl.stage.train_rl`, configured by gin
+(`coderl_jax.train.configurables`).
 """
 
 from __future__ import annotations
@@ -29,20 +30,19 @@ SHORTCUTS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from coderl_jax.training.cli_wiring import add_common
+    from coderl_jax.train.wiring import add_common
 
     add_common(parser, SHORTCUTS)
 
 
 def main(args: argparse.Namespace) -> int:
-    from coderl_jax.rl.run import Stop, train_rl
-    from coderl_jax.training.cli_wiring import run_stage
+    from coderl_jax.train.wiring import run_stage
 
-    try:
-        return run_stage(args, "runs/rl.gin", SHORTCUTS, lambda w: train_rl(w), "train-rl")
-    except (KeyboardInterrupt, Stop):
-        import sys
+    def stage(workdir: str):
+        from coderl_jax.train import configurables as c
 
-        print("coderl train-rl: stopped; run the same command to resume from the last "
-              "checkpoint", file=sys.stderr)
-        return 130
+        # RLConfig first: a bad estimator or reward name fails before anything is loaded.
+        rl = c.RLConfig()
+        return c.train_rl(workdir, rl=rl, **c.training_configs())
+
+    return run_stage(args, "runs/rl.gin", SHORTCUTS, stage, "train-rl")

@@ -1,13 +1,14 @@
 """The T5 network's hyper-parameters: one frozen dataclass, strict in every direction.
 
 `T5Config` is read-only after start-up (STYLE.md). It is built from keyword arguments, from
-gin (`gin_configs/models/*.gin` bind `T5Config.<field>`), from our own JSON (`to_json` /
+gin in the mains (`gin_configs/models/*.gin` bind `T5Config.<field>`, registered by
+`coderl_jax.train.configurables`), from our own JSON (`to_json` /
 `from_json`), or from a Hugging Face `config.json` (`from_hf_dict` / `to_hf_dict`). Every
 path rejects unknown fields with an error naming them, so a typo never silently falls back
 to a default.
 
-This module imports only the standard library and gin, so the light CLI paths can read
-configs without pulling in JAX.
+This module imports only the standard library, so the light CLI paths can read configs
+without pulling in JAX.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import json
 import math
 import os
 from typing import Any
-
-import gin
 
 FEED_FORWARD_PROJS = ("relu", "gated-gelu")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -217,16 +216,3 @@ def _check_fields(d: dict[str, Any], source: str) -> None:
     if unknown:
         raise ValueError(f"{source}: unknown T5Config field(s) {unknown}; "
                          f"known fields are {sorted(known)}")
-
-
-# Gin: `gin_configs/models/*.gin` bind `T5Config.<field> = ...`. Binding a name that is not a
-# field fails at parse time (gin checks the constructor's signature).
-gin.external_configurable(T5Config, name="T5Config", module="coderl_jax.models")
-
-
-@gin.configurable(module="coderl_jax.models")
-def model_config(config: T5Config = gin.REQUIRED) -> T5Config:
-    """The model config as bound by gin (`model_config.config = @T5Config()`)."""
-    if not isinstance(config, T5Config):
-        raise TypeError(f"model_config.config must be a T5Config, got {type(config).__name__}")
-    return config

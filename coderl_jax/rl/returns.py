@@ -1,6 +1,6 @@
 """CodeRL's return estimators: per-sample returns + critic values -> signed per-token weights.
 
-The actor's RL objective is one weighted token cross-entropy (`coderl_jax/rl/losses.py`):
+The actor's RL objective is one weighted token cross-entropy (`coderl_jax/training/losses.py`):
 
     L_rl = - sum_{i,t} w[i, t] * log p(w_t | w_<t, x_i) / normalizer
 
@@ -52,11 +52,22 @@ Estimators live in the `ESTIMATORS` registry (name -> `Estimator`) and are chose
 string (`get_estimator` resolves aliases, case-insensitively). `token_weights(name, ...)` and
 `advantages(name, ...)` are the one-call conveniences; `RolloutBatch` carries validated
 arrays. Options an estimator does not take are errors, never ignored (gin-at-the-edges).
+
+The registry is open: a researcher registers a variant from their own module (imported by
+a gin `import` line or `--gin_import`) and selects it with `--gin.ESTIMATOR='mine'`:
+
+    from coderl_jax.rl.returns import register_estimator
+
+    @register_estimator("clipped", requires=("baseline_returns", "token_values"))
+    def clipped(batch, limit=0.5):          # batch: RolloutBatch -> weights [N, T]
+        adv = np.clip(batch.sample_returns - batch.baseline_returns, -limit, limit)
+        return adv[:, None] * batch.token_values
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -234,9 +245,10 @@ class Estimator:
     alias: str | None
     requires: tuple[str, ...]
     options: tuple[str, ...]
-    advantage_fn: Callable[..., np.ndarray]
-    scale_fn: Callable[[RolloutBatch], np.ndarray]
+    advantage_fn: Callable[..., np.ndarray] | None
+    scale_fn: Callable[[RolloutBatch], np.ndarray] | None
     description: str = ""
+    weights_fn: Callable[..., np.ndarray] | None = None  # registered: batch -> w [N, T]
 
     def _check(self, batch: RolloutBatch, options: Mapping[str, Any], fields) -> None:
         unknown = sorted(set(options) - set(self.options))
@@ -250,6 +262,9 @@ class Estimator:
 
     def advantages(self, batch: RolloutBatch, **options) -> np.ndarray:
         """Per-sample advantage [N] float32 (the factor that multiplies every token of i)."""
+        if self.advantage_fn is None:
+            raise ValueError(f"return estimator {self.name!r} was registered as token "
+                             "weights; it has no separate per-sample advantage")
         fields = [f for f in self.requires if f != "token_values"]
         self._check(batch, options, fields)
         adv = self.advantage_fn(batch.sample_returns, batch.baseline_returns, batch.group_ids,
@@ -259,9 +274,15 @@ class Estimator:
     def __call__(self, batch: RolloutBatch, **options) -> np.ndarray:
         """Signed token weights w [N, T] float32, exactly 0.0 where mask is 0."""
         self._check(batch, options, self.requires)
-        adv = self.advantage_fn(batch.sample_returns, batch.baseline_returns, batch.group_ids,
-                                **options)
-        w = adv[:, None] * self.scale_fn(batch)
+        if self.weights_fn is not None:
+            w = np.asarray(self.weights_fn(batch, **options), np.float64)
+            if w.shape != batch.mask.shape:
+                raise ValueError(f"return estimator {self.name!r} returned weights of shape "
+                                 f"{w.shape}, expected the mask's {batch.mask.shape}")
+        else:
+            adv = self.advantage_fn(batch.sample_returns, batch.baseline_returns,
+                                    batch.group_ids, **options)
+            w = adv[:, None] * self.scale_fn(batch)
         # where, not a product with the mask: padding gets +0.0 whatever the scale holds there.
         return np.where(batch.mask > 0, w, 0.0).astype(np.float32)
 
@@ -284,6 +305,32 @@ ESTIMATORS: dict[str, Estimator] = {
     )
 }
 ALIASES: dict[str, str] = {e.alias: e.name for e in ESTIMATORS.values() if e.alias}
+_FIELDS = ("baseline_returns", "group_ids", "token_values")
+
+
+def register_estimator(name: str, *, requires: tuple[str, ...] = (), description: str = ""):
+    """Decorator: register `fn(batch: RolloutBatch, **options) -> w [N, T]` as estimator
+    `name` (the returned weights are zeroed on padding and normalised by the batch builder).
+
+    requires: the optional RolloutBatch fields it reads ("baseline_returns": the greedy
+    program's return, so the rollout decodes it; "token_values": the critic's q(w_t);
+    "group_ids"). Its keyword parameters after `batch` are its options
+    (RLConfig.estimator_options). A taken name or alias is an error.
+    """
+    unknown = sorted(set(requires) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"register_estimator({name!r}): unknown required field(s) {unknown}; "
+                         f"choose from {_FIELDS}")
+
+    def register(fn):
+        taken = ESTIMATORS.get(name) or ESTIMATORS.get(ALIASES.get(name.upper(), ""))
+        if taken is not None and taken.weights_fn is not fn:
+            raise ValueError(f"return estimator {name!r} is already registered")
+        options = tuple(p.name for p in list(inspect.signature(fn).parameters.values())[1:])
+        ESTIMATORS[name] = Estimator(name, None, tuple(requires), options, None, None,
+                                     description or (fn.__doc__ or "").strip(), fn)
+        return fn
+    return register
 
 
 def get_estimator(name: str) -> Estimator:

@@ -1,7 +1,8 @@
 """The one batch type of every trainer, and its host-side builders.
 
 A `Batch` is a typed pytree with fixed shapes (a run's batch size and encoder/decoder lengths
-never change, so the jitted step compiles once). Every field has the batch as its leading
+never change, so the jitted step compiles once; RL rounds its lengths up to a few buckets,
+`rl/batch.py`, so it compiles once per bucket). Every field has the batch as its leading
 axis, so one rule shards it ("batch" -> "data"):
 
     encoder_input_tokens  int32   [B, S]  prompt tokens, 0 (<pad>) after them
@@ -9,7 +10,7 @@ axis, so one rule shards it ("batch" -> "data"):
     decoder_input_tokens  int32   [B, T]  targets shifted right, starting with 0 (T5's start)
     decoder_target_tokens int32   [B, T]  the program tokens (EOS included), 0 after them
     decoder_mask          int32   [B, T]  1 = real target token
-    token_weights         float32 [B, T]  signed weight of -log p per token (rl/losses.py):
+    token_weights         float32 [B, T]  signed weight of -log p per token (losses.py):
                                           mask / N for L_ce, (r - b) * q / N for L_rl; 0 pads
     kl_weights            float32 [B, T]  weight of the per-token KL penalty (0 = off)
     reference_log_probs   float32 [B, T]  log p_ref of each target token (KL penalty only)
@@ -79,8 +80,9 @@ def build_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder_
     Each example has "inputs" int [n] (framed prompt tokens) and "targets" int [m] (program
     tokens ending in EOS), and optionally "token_weights" [m], "kl_weights" [m],
     "reference_log_probs" [m] (default 0: no loss on the row unless weights are set later),
-    "label" int and "label_weight" float (default 0), "temperature" float (default 1). Too long an example is an error naming
-    it (a truncated program is a wrong program; the callers size the lengths).
+    "label" int and "label_weight" float (default 0), "temperature" float (default 1). Too
+    long an example is an error naming it (a truncated program is a wrong program; the
+    callers size the lengths).
     """
     if len(examples) > batch_size:
         raise ValueError(f"{len(examples)} examples do not fit a batch of {batch_size} rows")
@@ -165,6 +167,16 @@ def global_sum(local) -> np.ndarray:
 
     gathered = multihost_utils.process_allgather(np.asarray(local, np.float32))
     return np.asarray(gathered, np.float64).sum(axis=0)
+
+
+def global_max(local) -> np.ndarray:
+    """Elementwise max of a host-local scalar or vector over all processes (so that every
+    process picks the same batch shape)."""
+    if jax.process_count() == 1:
+        return np.asarray(local)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(local))).max(axis=0)
 
 
 def global_count(local: float) -> float:

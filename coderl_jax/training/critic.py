@@ -16,12 +16,14 @@ import json
 import pathlib
 from typing import Callable
 
-import gin
 import jax
 import numpy as np
 
 from coderl_jax import outcomes
-from coderl_jax.training import common, loop
+from coderl_jax.training import batch as batch_lib
+from coderl_jax.training import evaluation, loop, sources
+from coderl_jax.training.labelled import encode_pair, load_labelled_data
+from coderl_jax.training.model_io import Loader, load_init, save_final
 from coderl_jax.training.optimizer import OptimizerConfig
 from coderl_jax.training.step import CriticModel
 
@@ -40,7 +42,7 @@ def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
 
     def add(task_id, code, outcome):
         nonlocal skipped
-        inputs, targets = common.encode_pair(tokenizer, prompts[task_id], code)
+        inputs, targets = encode_pair(tokenizer, prompts[task_id], code)
         if len(targets) > max_target_length:
             skipped += 1
             return
@@ -58,47 +60,31 @@ def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
     return rows, skipped
 
 
-def critic_report(model, params, batches, classes) -> dict:
-    """Accuracy, per-class recall and the confusion matrix of `batches` (held-out rows)."""
-    from coderl_jax.rl import losses
+def _start_params(init, num_classes: int, seed: int):
+    """The critic's starting params: a critic dir's own, or an actor's network as the
+    backbone with a random head; None (random init) from scratch."""
+    from coderl_jax.models.critic import init_critic_params
 
-    fn = _pooled_logits_fn(model)
-    confusion = np.zeros((len(classes), len(classes)))
-    for b in batches:
-        pooled = fn(params, b)
-        confusion += np.asarray(losses.critic_confusion(pooled, b.labels, b.label_weights))
-    total = confusion.sum()
-    recall = {c: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
-              for i, c in enumerate(classes)}
-    return {"accuracy": float(np.trace(confusion) / total) if total else float("nan"),
-            "recall": recall, "confusion": confusion.astype(int).tolist(),
-            "classes": list(classes), "rows": int(total)}
+    if init.params is None:
+        return None
+    if "backbone" in init.params:  # a critic dir: continue from it
+        return init.params
+    head = init_critic_params(init.config, num_classes, jax.random.key(seed))
+    return {"backbone": init.params, "head": head["head"]}
 
 
-_POOLED_FNS: dict = {}
-
-
-def _pooled_logits_fn(model):
-    """One jitted forward per model (held-out evaluation runs it every eval_period)."""
-    if model not in _POOLED_FNS:
-        _POOLED_FNS[model] = jax.jit(lambda p, b: model.logits(p, b)[1])
-    return _POOLED_FNS[model]
-
-
-@gin.configurable(module="coderl_jax.training")
-def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gin.REQUIRED,
-                 dataset: str = gin.REQUIRED, data: str | None = None, binary: bool = False,
+def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
+                 trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
+                 data: str | None = None, binary: bool = False,
                  init_model: str | None = None, tokenizer: str | None = None,
                  max_source_length: int = 600, max_target_length: int = 512,
                  holdout_fraction: float = 0.1, include_references: bool = True,
-                 log: Callable[[str], None] = print) -> pathlib.Path:
+                 loader: Loader = load_init, log: Callable[[str], None] = print
+                 ) -> pathlib.Path:
     """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
-    from coderl_jax.models.critic import init_critic_params
-
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
-    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
-    d = common.load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
-                                  holdout_fraction, trainer.seed)
+    d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
+                           holdout_fraction, trainer.seed, loader)
     problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
     train_ids, held_ids = d.train_ids, d.held_ids
     args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
@@ -117,34 +103,30 @@ def train_critic(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
         raise ValueError(f"train-critic: no labelled programs in {samples}")
 
     model = CriticModel(init.config, len(classes))
-    params = None
-    if init.params is not None:
-        if "backbone" in init.params:  # a critic dir: continue from it
-            params = init.params
-        else:  # an actor: its network is the backbone, the head starts random
-            head = init_critic_params(init.config, len(classes), jax.random.key(trainer.seed))
-            params = {"backbone": init.params, "head": head["head"]}
-    held_batches = common.fixed_batches(held, trainer.batch_size, max_source_length,
-                                        max_target_length, kind="critic")
+    params = _start_params(init, len(classes), trainer.seed)
+    held_batches = evaluation.fixed_batches(held, trainer.batch_size, max_source_length,
+                                            max_target_length, build=batch_lib.critic_batch)
 
     def evaluate(state) -> dict:
         if not held_batches:
             return {}
-        report = critic_report(model, state.params, held_batches, classes)
+        report = evaluation.critic_report(init.config, state.params, held_batches, classes)
         return {"heldout_accuracy": report["accuracy"]}
 
     state = loop.run_training(
-        workdir=workdir, model=model, trainer=trainer, optimizer=OptimizerConfig(),
+        workdir=workdir, model=model, trainer=trainer, optimizer=optimizer,
         init_params=(lambda: params) if params is not None else None,
-        make_batches=common.make_batch_stream(rows, trainer.batch_size, max_source_length,
-                                              max_target_length, trainer.seed, kind="critic"),
+        source=sources.supervised_stream(rows, trainer.batch_size, max_source_length,
+                                         max_target_length, trainer.seed,
+                                         weighting=sources.critic_rows),
         eval_fn=evaluate, log=log, desc="train-critic")
-    report = critic_report(model, state.params, held_batches, classes) if held_batches else {}
+    report = (evaluation.critic_report(init.config, state.params, held_batches, classes)
+              if held_batches else {})
     report.update(train_rows=len(rows), heldout_problems=len(held_ids),
                   internal_errors_dropped=internal)
     if jax.process_index() == 0:
         pathlib.Path(workdir, EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
     if report.get("rows"):
         log(f"[train-critic] held-out accuracy {report['accuracy']:.3f} on {report['rows']} rows")
-    return common.save_final(workdir, init, state, critic_classes=classes,
-                             metadata={"stage": "train-critic", "init": init.source})
+    return save_final(workdir, init, state, critic_classes=classes,
+                      metadata={"stage": "train-critic", "init": init.source})

@@ -15,29 +15,26 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any, Callable
 
-import gin
-
-from coderl_jax.training import common, loop
+from coderl_jax.training import evaluation, loop, sources
+from coderl_jax.training.model_io import InitModel, Loader, load_init, save_final
 from coderl_jax.training.optimizer import OptimizerConfig
 from coderl_jax.training.step import ActorModel
 
 
-def train_supervised(workdir: str | pathlib.Path, init: common.InitModel,
+def train_supervised(workdir: str | pathlib.Path, init: InitModel,
                      examples: Sequence[dict], *, max_source_length: int,
-                     max_target_length: int, heldout_examples: Sequence[dict] = (),
+                     max_target_length: int, trainer: loop.TrainerConfig,
+                     optimizer: OptimizerConfig, heldout_examples: Sequence[dict] = (),
                      heldout_problems: Sequence[Any] = (), eval_problems: int = 0,
-                     trainer: loop.TrainerConfig | None = None,
-                     optimizer: OptimizerConfig | None = None, desc: str = "finetune",
-                     log: Callable[[str], None] = print) -> pathlib.Path:
+                     desc: str = "finetune", log: Callable[[str], None] = print
+                     ) -> pathlib.Path:
     """Train the actor with L_ce on `examples` ({"inputs", "targets"} token ids) and write
     `workdir/model`. Held-out loss on `heldout_examples`, greedy pass@1 on up to
     `eval_problems` of `heldout_problems` (sandbox, hidden tests)."""
-    trainer = trainer or loop.TrainerConfig()
-    optimizer = optimizer or OptimizerConfig()
     if not examples:
         raise ValueError(f"{desc}: no training examples")
     model = ActorModel(init.config)
-    heldout_batches = common.fixed_batches(list(heldout_examples), trainer.batch_size,
+    heldout_batches = evaluation.fixed_batches(list(heldout_examples), trainer.batch_size,
                                            max_source_length, max_target_length)
     executor = None
     if eval_problems and heldout_problems:
@@ -48,9 +45,10 @@ def train_supervised(workdir: str | pathlib.Path, init: common.InitModel,
     def evaluate(state) -> dict:
         results = {}
         if heldout_batches:
-            results["heldout_nll"] = common.heldout_nll(model, state, heldout_batches)
+            results["heldout_nll"] = evaluation.heldout_nll(init.config, state.params,
+                                                            heldout_batches)
         if executor is not None:
-            results["heldout_greedy_pass@1"] = common.greedy_pass_rate(
+            results["heldout_greedy_pass@1"] = evaluation.greedy_pass_rate(
                 init.config, state.params, init.tokenizer, list(heldout_problems)[:eval_problems],
                 executor, max_source_length=max_source_length,
                 max_new_tokens=max_target_length)
@@ -60,25 +58,25 @@ def train_supervised(workdir: str | pathlib.Path, init: common.InitModel,
         state = loop.run_training(
             workdir=workdir, model=model, trainer=trainer, optimizer=optimizer,
             init_params=(lambda: init.params) if init.params is not None else None,
-            make_batches=common.make_batch_stream(examples, trainer.batch_size,
-                                                  max_source_length, max_target_length,
-                                                  trainer.seed),
+            source=sources.supervised_stream(examples, trainer.batch_size,
+                                             max_source_length, max_target_length,
+                                             trainer.seed),
             eval_fn=evaluate, log=log, desc=desc)
     finally:
         if executor is not None:
             executor.close()
-    out = common.save_final(workdir, init, state, metadata={"stage": desc, "init": init.source})
+    out = save_final(workdir, init, state, metadata={"stage": desc, "init": init.source})
     log(f"[{desc}] wrote {out}")
     return out
 
 
-@gin.configurable(module="coderl_jax.training")
-def finetune(workdir: str, *, dataset: str = gin.REQUIRED, data: str | None = None,
+def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
+             optimizer: OptimizerConfig, data: str | None = None,
              init_model: str | None = None, tokenizer: str | None = None,
              max_source_length: int = 600, max_target_length: int = 512,
              holdout_fraction: float = 0.05, eval_problems: int = 32,
-             max_problems: int | None = None, log: Callable[[str], None] = print
-             ) -> pathlib.Path:
+             max_problems: int | None = None, loader: Loader = load_init,
+             log: Callable[[str], None] = print) -> pathlib.Path:
     """Warm-start the actor on a problem set's reference solutions; returns the model dir.
 
     Args:
@@ -88,16 +86,18 @@ def finetune(workdir: str, *, dataset: str = gin.REQUIRED, data: str | None = No
       holdout_fraction: share of the problems held out for the held-out loss and greedy
         pass@1 (on at most `eval_problems` of them).
       max_problems: use only the first N problems (smoke runs).
+      trainer, optimizer: how long and how to train.
+      loader: (init_model, tokenizer) -> InitModel (`model_io.load_init`; the mains bind
+        its scratch config and dtype).
     """
     from coderl_jax.data import loaders, objectives
 
-    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     problems = loaders.load_problems(dataset, data)[:max_problems]
     if not any(p.solutions for p in problems):
         raise ValueError(f"finetune: no problem of {dataset} {data or ''} has a reference "
                          "solution; the warm start needs (problem, solution) pairs")
-    init = common.load_init(init_model, tokenizer)
-    train_problems, held = common.split_holdout(problems, holdout_fraction, trainer.seed)
+    init = loader(init_model, tokenizer)
+    train_problems, held = sources.split_holdout(problems, holdout_fraction, trainer.seed)
 
     def examples_of(ps):
         stats = objectives.SupervisedStats()
@@ -115,5 +115,5 @@ def finetune(workdir: str, *, dataset: str = gin.REQUIRED, data: str | None = No
     return train_supervised(workdir, init, examples, max_source_length=max_source_length,
                             max_target_length=max_target_length, heldout_examples=heldout,
                             heldout_problems=held, eval_problems=eval_problems,
-                            trainer=trainer, optimizer=OptimizerConfig(), desc="finetune",
+                            trainer=trainer, optimizer=optimizer, desc="finetune",
                             log=log)

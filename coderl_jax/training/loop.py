@@ -1,54 +1,69 @@
-"""The host loop around the train step: resume, checkpoints, logs, progress, evaluation.
+"""The one host loop of every stage: resume, checkpoints, logs, progress, evaluation, stop.
 
     state = run_training(workdir=..., model=ActorModel(config), trainer=TrainerConfig(...),
                          optimizer=OptimizerConfig(...), init_params=lambda: params,
-                         make_batches=lambda start: iterator_of_numpy_batches_from(start))
+                         source=sources.supervised_stream(examples, ...))
+
+The loop asks a *batch source* (`sources.BatchSource`) for the next draw given the current
+state: a dataset stream for pretrain / finetune / critic / repair, a rollout source for
+online RL, a file source for offline RL (`rl/source.py`). RL adds a source, not a loop.
 
 * Resume by default: when `workdir/checkpoints` holds a step, the whole state (params,
-  optimizer, step, rng) is restored into its shardings and the data stream restarts at the
-  checkpointed data position (`make_batches(start)` must be deterministic in `start`), so the
-  steps after a resume are the steps an uninterrupted run would have taken.
-* Checkpoints every `checkpoint_period` steps and at the end, the last `keep_checkpoints`
-  kept (orbax, written collectively by all processes).
-* Logs every `log_period` steps: one JSON line in `workdir/metrics.jsonl` and TensorBoard
-  scalars in `workdir/tensorboard/` (process 0 only), with at least step, loss,
-  learning_rate and tokens/s; a tqdm bar with steps/s and ETA.
-* `eval_fn(state) -> dict` every `eval_period` steps and at the end, logged the same way
+  optimizer, step, rng) is restored into its shardings and the source restarts at the
+  checkpointed data position (draws consumed), so the steps after a resume are the steps
+  an uninterrupted run would have taken.
+* `trainer.train_steps` counts optimizer updates; a draw may hold several (RL's
+  "alternate" objective: a CE update then an RL update). Logging and checkpoints happen
+  after the draw whose updates reach a multiple of their period, and after the last.
+* Checkpoints every `checkpoint_period` updates and at the end, the last
+  `keep_checkpoints` kept (orbax, written collectively by all processes).
+* Logs (`metrics_log.py`): one JSON line in `workdir/metrics.jsonl` and TensorBoard scalars
+  (process 0 only), with at least step, loss, learning_rate and tokens/s, plus what the
+  source measured (`Draw.metrics`); a tqdm bar with steps/s and ETA.
+* `eval_fn(state) -> dict` every `eval_period` updates and at the end, logged the same way
   under "eval/...".
+* Interruption: SIGTERM raises `Stop` (SIGINT: KeyboardInterrupt) in the loop; the writer,
+  the checkpoint store and the source (its sandbox pool, for RL) are closed with both
+  signals ignored until they are, so the last checkpoint stays intact and no sandbox
+  process survives. The mains answer exit code 130 and "run the same command to resume".
 * Multi-host: `maybe_initialize_distributed()` starts `jax.distributed` when the
   environment describes several processes; each process feeds its own rows
-  (`process_rows`) and `batch.to_global` assembles the global batch.
+  (`sources.process_rows`) and `batch.to_global` assembles the global batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import gin
 import jax
 import numpy as np
 
 from coderl_jax import checkpoints, partitioning
 from coderl_jax.training import batch as batch_lib
 from coderl_jax.training import optimizer as optimizer_lib
+from coderl_jax.training import sources as sources_lib
 from coderl_jax.training import state as state_lib
 from coderl_jax.training import step as step_lib
+# Re-exported: the data order and the metrics files are part of the loop's interface.
+from coderl_jax.training.metrics_log import (METRICS_FILE, TENSORBOARD_DIR,  # noqa: F401
+                                             MetricsWriter, read_metrics)
+from coderl_jax.training.sources import (epoch_order, example_stream,  # noqa: F401
+                                         process_rows)
 
 CHECKPOINT_DIR = "checkpoints"
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
 
 
-@gin.configurable(module="coderl_jax.training")
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    """How long and how to train (bound by the run gin files' macros, e.g. %TRAIN_STEPS).
+    """How long and how to train (the mains bind it from the run gin files' macros, e.g.
+    %TRAIN_STEPS; `coderl_jax.train.configurables`).
 
     batch_size is the GLOBAL batch (split over processes and the mesh's "data" axis);
     num_microbatches splits it further inside the step (gradient accumulation). mesh_data /
@@ -105,100 +120,6 @@ def sync_processes(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def process_rows(rows: Sequence[Any]) -> list[Any]:
-    """This process's contiguous share of a global batch's rows (process order)."""
-    n, p = jax.process_count(), jax.process_index()
-    if len(rows) % n:
-        raise ValueError(f"a global batch of {len(rows)} rows does not split over {n} processes")
-    share = len(rows) // n
-    return list(rows[p * share:(p + 1) * share])
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """The example order of an epoch: a permutation drawn from (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
-
-
-def example_stream(examples: Sequence[Any], batch_size: int, seed: int,
-                   start_batch: int = 0) -> Iterator[list[Any]]:
-    """Global batches of `batch_size` examples, forever, epoch after epoch (each shuffled by
-    (seed, epoch)); batch i is the same whatever `start_batch` the stream started from."""
-    if not examples:
-        raise ValueError("no training examples")
-    n = len(examples)
-    index = start_batch
-    orders: dict[int, np.ndarray] = {}
-    while True:
-        first = index * batch_size
-        rows = []
-        for position in range(first, first + batch_size):
-            epoch, offset = divmod(position, n)
-            if epoch not in orders:
-                orders = {e: o for e, o in orders.items() if e >= epoch - 1}
-                orders[epoch] = epoch_order(n, seed, epoch)
-            rows.append(examples[int(orders[epoch][offset])])
-        yield rows
-        index += 1
-
-
-class MetricsWriter:
-    """metrics.jsonl + TensorBoard scalars in a workdir; a no-op on processes other than 0.
-
-    resumed_step: the step a resumed run restarts from. Records of later steps (written by
-    the interrupted run after its last checkpoint, and about to be redone) and a torn last
-    line are dropped, so metrics.jsonl holds each step once, as TensorBoard purges the
-    steps past a restart.
-    """
-
-    def __init__(self, workdir: str | os.PathLike, resumed_step: int | None = None):
-        self.enabled = jax.process_index() == 0
-        self.path = pathlib.Path(workdir) / METRICS_FILE
-        self._tb = None
-        if self.enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if resumed_step is not None and self.path.is_file():
-                self._drop_after(resumed_step)
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(pathlib.Path(workdir) / TENSORBOARD_DIR))
-
-    def write(self, step: int, values: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        record = {"step": int(step)}
-        for key, value in values.items():
-            value = np.asarray(value)
-            record[key] = value.item() if value.ndim == 0 else value.tolist()
-            if value.ndim == 0 and np.isfinite(value):
-                self._tb.add_scalar(key, float(value), int(step))
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        self._tb.flush()
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-
-    def _drop_after(self, step: int) -> None:
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # torn by a kill mid-write
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                kept.append(line + "\n")
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
-
-
-def read_metrics(workdir: str | os.PathLike) -> list[dict]:
-    """The records of `workdir/metrics.jsonl` (one dict per logged step)."""
-    path = pathlib.Path(workdir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def restore_state(store: checkpoints.CheckpointStore, step: int, model, tx,
                   shardings: state_lib.TrainState) -> tuple[state_lib.TrainState, dict]:
     """(TrainState, metadata) of checkpoint `step`, restored into `shardings`."""
@@ -240,74 +161,169 @@ def open_state(workdir: pathlib.Path, model, trainer: TrainerConfig, tx,
     return state, shardings, store, position, mesh, latest
 
 
+
+
+# ----------------------------------------------------------------------------- interruption
+class Stop(Exception):
+    """SIGTERM asked the run to stop (handled like Ctrl-C: resources closed, no save)."""
+
+
+def _raise_stop(signum, frame):
+    raise Stop(f"signal {signum}")
+
+
+def _set_handler(signum, handler):
+    """signal.signal where it can be set (the main thread); -> the previous handler. None
+    (a handler not set from Python, or off the main thread) restores the default."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _close_shielded(closers: list[Callable[[], None]]) -> None:
+    """Run the closers with SIGINT and SIGTERM ignored: a second Ctrl-C / SIGTERM must not
+    cut the clean-up short (the sandbox pool would be left to its own shutdown)."""
+    shielded = {sig: _set_handler(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
+    try:
+        for close in closers:
+            close()
+    finally:
+        for sig, handler in shielded.items():
+            _set_handler(sig, handler)
+
+
+# ------------------------------------------------------------------------------ the loop
+def _crossed(done: int, updates: int, period: int) -> bool:
+    """True when the updates (done - updates, done] include a multiple of `period`."""
+    return period > 0 and done // period > (done - updates) // period
+
+
+class _Window:
+    """Steps and tokens since the last log line, for steps/s and tokens/s."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.start, self.steps, self.tokens = time.monotonic(), 0, 0
+
+    def add(self, batch: batch_lib.Batch) -> None:
+        self.steps += 1
+        self.tokens += int(np.prod(batch.encoder_input_tokens.shape)
+                           + np.prod(batch.decoder_target_tokens.shape)) * jax.process_count()
+
+    def rates(self) -> dict:
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        return {"steps_per_second": self.steps / elapsed,
+                "tokens_per_second": self.tokens / elapsed}
+
+
+def _apply(step_fn, b_shardings, state, draw: sources_lib.Draw, window: _Window, timed: bool):
+    """The draw's updates: -> (state, [(prefix, device metrics)], timings)."""
+    results, t0 = [], time.monotonic()
+    for batch, prefix in zip(draw.batches, draw.prefixes, strict=True):
+        window.add(batch)
+        # Leaf by leaf: each field with its own sharding, on one process or several.
+        state, metrics = step_fn(state, jax.tree.map(batch_lib.to_global, batch, b_shardings))
+        results.append((prefix, metrics))
+    timings = {}
+    if timed:
+        results = jax.device_get(results)  # blocks: the update time is real
+        timings["time/update"] = time.monotonic() - t0
+    return state, results, timings
+
+
+def _log_record(results, draw: sources_lib.Draw, timings: dict, window: _Window) -> dict:
+    """The step's metrics (prefixed per update) + the source's + timings + rates."""
+    record = {}
+    for prefix, metrics in jax.device_get(results):  # blocks on the step: the clock is honest
+        record.update({prefix + k: v for k, v in metrics.items()})
+    record.update(draw.metrics)
+    record.update(timings)
+    record.update(window.rates())
+    return {k: v for k, v in record.items() if v is not None}
+
+
 def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                  optimizer: optimizer_lib.OptimizerConfig,
                  init_params: Callable[[], Any] | None,
-                 make_batches: Callable[[int], Iterator[batch_lib.Batch]],
+                 source: sources_lib.BatchSource | None = None,
+                 make_batches: Callable[[int], Iterator[batch_lib.Batch]] | None = None,
                  eval_fn: Callable[[state_lib.TrainState], dict] | None = None,
                  log: Callable[[str], None] = print, desc: str = "train"
                  ) -> state_lib.TrainState:
-    """Train `model` for `trainer.train_steps` steps in `workdir` (resuming if possible).
+    """Train `model` for `trainer.train_steps` updates in `workdir` (resuming if possible).
 
     Args:
       init_params: () -> initial params (a loaded model); None = random init. Not called
         when resuming.
-      make_batches: start_batch -> iterator of this process's numpy `Batch`es (its rows of
-        each global batch), deterministic in start_batch.
-      eval_fn: state -> {name: scalar}, run every eval_period steps and at the end.
-    Returns the final state.
+      source: the `BatchSource` (closed by this function whatever happens);
+        make_batches: start -> iterator of numpy Batches instead (a `StreamSource`).
+      eval_fn: state -> {name: scalar}, run every eval_period updates and at the end.
+    Returns the final state. Raises `Stop` on SIGTERM, KeyboardInterrupt on SIGINT.
     """
+    if (source is None) == (make_batches is None):
+        raise ValueError("run_training takes a source or make_batches, not both or neither")
+    source = source or sources_lib.StreamSource(make_batches)
     workdir = pathlib.Path(workdir)
-    tx, schedule = optimizer_lib.make_optimizer(optimizer, trainer.train_steps)
-    state, shardings, store, data_position, mesh, latest = open_state(
-        workdir, model, trainer, tx, init_params, log, desc)
-    start = int(jax.device_get(state.step))
-    step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
-                                       trainer.num_microbatches)
-    b_shardings = step_lib.batch_shardings(mesh)
-    writer = MetricsWriter(workdir, resumed_step=None if latest is None else start)
-    batches = make_batches(data_position)
+    previous = _set_handler(signal.SIGTERM, _raise_stop)
+    closers = [source.close, lambda: _set_handler(signal.SIGTERM, previous)]
+    try:
+        tx, schedule = optimizer_lib.make_optimizer(optimizer, trainer.train_steps)
+        state, shardings, store, position, mesh, latest = open_state(
+            workdir, model, trainer, tx, init_params, log, desc)
+        closers.insert(0, store.close)
+        step_fn = step_lib.make_train_step(model, tx, schedule, mesh, shardings,
+                                           trainer.num_microbatches)
+        writer = MetricsWriter(workdir, resumed_step=None if latest is None
+                               else int(jax.device_get(state.step)))
+        closers.insert(0, writer.close)
+        source.start(position)
+        return _train(state, source, step_fn, step_lib.batch_shardings(mesh), store, writer,
+                      position, trainer, eval_fn, log, desc)
+    finally:
+        _close_shielded(closers)
 
+
+def _train(state, source, step_fn, b_shardings, store, writer, position: int,
+           trainer: TrainerConfig, eval_fn, log, desc: str):
     from tqdm import tqdm
 
-    bar = tqdm(total=trainer.train_steps, initial=start, desc=desc, unit="step",
+    done = int(jax.device_get(state.step))
+    per_draw = source.updates_per_draw
+    bar = tqdm(total=trainer.train_steps, initial=done, desc=desc, unit="step",
                disable=not trainer.progress or jax.process_index() != 0)
-    window_start, window_steps, window_tokens = time.monotonic(), 0, 0
+    window = _Window()
     try:
-        for step in range(start, trainer.train_steps):
-            local = next(batches)
-            data_position += 1
-            window_tokens += int(np.prod(local.encoder_input_tokens.shape)
-                                 + np.prod(local.decoder_target_tokens.shape)) * jax.process_count()
-            # Leaf by leaf: each field with its own sharding, on one process or several.
-            state, metrics = step_fn(state, jax.tree.map(batch_lib.to_global, local,
-                                                         b_shardings))
-            window_steps += 1
-            done = step + 1
-            bar.update(1)
-            if done % trainer.log_period == 0 or done == trainer.train_steps:
-                metrics = jax.device_get(metrics)  # blocks on the step: the clock is honest
-                elapsed = max(time.monotonic() - window_start, 1e-9)
-                metrics["steps_per_second"] = window_steps / elapsed
-                metrics["tokens_per_second"] = window_tokens / elapsed
-                writer.write(done, metrics)
-                bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
-                window_start, window_steps, window_tokens = time.monotonic(), 0, 0
-            if done % trainer.checkpoint_period == 0 or done == trainer.train_steps:
+        while done + per_draw <= trainer.train_steps:
+            t_draw = time.monotonic()
+            draw = source.next(state)
+            position += 1
+            state, results, timings = _apply(step_fn, b_shardings, state, draw, window,
+                                             source.timed)
+            if source.timed:
+                timings["time/step"] = time.monotonic() - t_draw
+            done += len(draw.batches)
+            last = done + per_draw > trainer.train_steps
+            bar.update(len(draw.batches))
+            if _crossed(done, per_draw, trainer.log_period) or last:
+                record = _log_record(results, draw, timings, window)
+                writer.write(done, record)
+                bar.set_postfix(loss=f"{float(record.get('loss', np.nan)):.4f}")
+                window.reset()
+            if _crossed(done, per_draw, trainer.checkpoint_period) or last:
                 store.save(done, state_lib.state_to_items(state),
-                           metadata={"data_position": data_position})
-            if eval_fn is not None and ((trainer.eval_period and done % trainer.eval_period == 0)
-                                        or done == trainer.train_steps):
+                           metadata={"data_position": position})
+            if eval_fn is not None and (_crossed(done, per_draw, trainer.eval_period) or last):
                 eval_start = time.monotonic()
-                results = eval_fn(state)
-                if results:
-                    writer.write(done, {f"eval/{k}": v for k, v in results.items()})
+                evals = eval_fn(state)
+                if evals:
+                    writer.write(done, {f"eval/{k}": v for k, v in evals.items()})
                     log(f"[{desc}] step {done}: " + ", ".join(
-                        f"{k} {float(v):.4f}" for k, v in results.items()))
+                        f"{k} {float(v):.4f}" for k, v in evals.items()))
                 # Evaluation is not training: its time leaves the tokens/s window.
-                window_start += time.monotonic() - eval_start
+                window.start += time.monotonic() - eval_start
     finally:
         bar.close()
-        writer.close()
-        store.close()
     return state

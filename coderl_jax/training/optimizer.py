@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import gin
 import jax
 import optax
 
 SCHEDULES = ("constant", "linear", "polynomial")
 
 
-@gin.configurable(module="coderl_jax.training")
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """AdamW + clipping + schedule; `total_steps` None means the trainer's number of steps."""

@@ -15,12 +15,12 @@ import pathlib
 import shutil
 from typing import Callable, Iterator
 
-import gin
 import jax
 import numpy as np
 
 from coderl_jax.training import batch as batch_lib
-from coderl_jax.training import common, loop
+from coderl_jax.training import loop, sources
+from coderl_jax.training.model_io import Loader, load_init, save_final
 from coderl_jax.training.optimizer import OptimizerConfig
 from coderl_jax.training.step import ActorModel
 
@@ -42,17 +42,16 @@ def mixture_rows(documents, *, msp_rate: float, encoder_length: int, decoder_len
         yield next(streams[name])
 
 
-@gin.configurable(module="coderl_jax.training")
-def pretrain(workdir: str, *, corpus: str | None = None, tokenizer: str | None = None,
+def pretrain(workdir: str, *, trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
+             corpus: str | None = None, tokenizer: str | None = None,
              vocab_size: int = 32100, init_model: str | None = None,
              corpus_max_bytes: int | None = None, msp_rate: float = 0.5,
              encoder_length: int = 256, decoder_length: int = 128,
-             log: Callable[[str], None] = print) -> pathlib.Path:
+             loader: Loader = load_init, log: Callable[[str], None] = print) -> pathlib.Path:
     """Pretrain the actor with MSP + NTP; returns its model dir (workdir/model)."""
     from coderl_jax.data import corpus as corpus_lib
     from coderl_jax.data import tokenizer as tok_lib
 
-    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
     texts = corpus_lib.read_corpus(corpus, max_bytes=corpus_max_bytes).texts()
     if not texts:
         raise ValueError(f"pretrain: no .py files under {corpus or corpus_lib.default_root()}")
@@ -67,7 +66,7 @@ def pretrain(workdir: str, *, corpus: str | None = None, tokenizer: str | None =
             os.replace(partial, tok_dir)
         loop.sync_processes("coderl_pretrain_tokenizer")
         tokenizer = str(tok_dir)
-    init = common.load_init(init_model, tokenizer)
+    init = loader(init_model, tokenizer)
     tok = init.tokenizer
     documents = tok_lib.encode_documents(tok, texts)
     log(f"[pretrain] {len(documents)} files, {sum(map(len, documents)):,} tokens; "
@@ -84,15 +83,15 @@ def pretrain(workdir: str, *, corpus: str | None = None, tokenizer: str | None =
         while True:
             global_rows = [next(rows) for _ in range(trainer.batch_size)]
             tokens = sum(len(r["targets"]) for r in global_rows)
-            yield batch_lib.ce_batch(loop.process_rows(global_rows), local, encoder_length,
+            yield batch_lib.ce_batch(sources.process_rows(global_rows), local, encoder_length,
                                      decoder_length, num_tokens=tokens)
 
     state = loop.run_training(
         workdir=workdir, model=ActorModel(init.config), trainer=trainer,
-        optimizer=OptimizerConfig(),
+        optimizer=optimizer,
         init_params=(lambda: init.params) if init.params is not None else None,
-        make_batches=make_batches, log=log, desc="pretrain")
-    out = common.save_final(workdir, init, state,
-                            metadata={"stage": "pretrain", "init": init.source})
+        source=sources.StreamSource(make_batches), log=log, desc="pretrain")
+    out = save_final(workdir, init, state,
+                     metadata={"stage": "pretrain", "init": init.source})
     log(f"[pretrain] wrote {out}")
     return out

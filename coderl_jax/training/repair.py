@@ -11,11 +11,11 @@ from __future__ import annotations
 import pathlib
 from typing import Callable
 
-import gin
-
 from coderl_jax import outcomes
-from coderl_jax.training import common, loop
+from coderl_jax.training import loop
 from coderl_jax.training.finetune import train_supervised
+from coderl_jax.training.labelled import encode_pair, load_labelled_data
+from coderl_jax.training.model_io import Loader, load_init
 from coderl_jax.training.optimizer import OptimizerConfig
 
 
@@ -34,7 +34,7 @@ def repair_examples(labelled, problems_by_id, tokenizer, max_source_length: int,
         prompt = repair_prompt(problem, s.code, s.outcome, s.error_type, tokenizer,
                                max_source_length)
         for solution in problem.solutions:
-            inputs, targets = common.encode_pair(tokenizer, prompt, solution)
+            inputs, targets = encode_pair(tokenizer, prompt, solution)
             if len(targets) <= max_target_length and len(inputs) <= max_source_length:
                 examples.append({"task_id": s.task_id, "inputs": inputs, "targets": targets})
                 per_problem[s.task_id] = per_problem.get(s.task_id, 0) + 1
@@ -42,17 +42,16 @@ def repair_examples(labelled, problems_by_id, tokenizer, max_source_length: int,
     return examples
 
 
-@gin.configurable(module="coderl_jax.training")
-def train_repair(workdir: str, *, samples: str = gin.REQUIRED, results: str = gin.REQUIRED,
-                 dataset: str = gin.REQUIRED, data: str | None = None,
-                 init_model: str | None = None, tokenizer: str | None = None,
-                 max_source_length: int = 600, max_target_length: int = 512,
-                 holdout_fraction: float = 0.05, max_per_problem: int | None = None,
+def train_repair(workdir: str, *, samples: str, results: str, dataset: str,
+                 trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
+                 data: str | None = None, init_model: str | None = None,
+                 tokenizer: str | None = None, max_source_length: int = 600,
+                 max_target_length: int = 512, holdout_fraction: float = 0.05,
+                 max_per_problem: int | None = None, loader: Loader = load_init,
                  log: Callable[[str], None] = print) -> pathlib.Path:
     """Train the repair model; returns its model dir (workdir/model)."""
-    trainer = loop.TrainerConfig()  # first: a bad run config fails before any work
-    d = common.load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
-                                  holdout_fraction, trainer.seed)
+    d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
+                           holdout_fraction, trainer.seed, loader)
     problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
     train_set = set(d.train_ids)
     examples = repair_examples([s for s in labelled if s.task_id in train_set], problems,
@@ -68,5 +67,5 @@ def train_repair(workdir: str, *, samples: str = gin.REQUIRED, results: str = gi
                          "reference solution that fits; nothing to learn from")
     return train_supervised(workdir, init, examples, max_source_length=max_source_length,
                             max_target_length=max_target_length, heldout_examples=heldout,
-                            trainer=trainer, optimizer=OptimizerConfig(), desc="train-repair",
+                            trainer=trainer, optimizer=optimizer, desc="train-repair",
                             log=log)

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from coderl_jax import partitioning
 from coderl_jax.models.config import T5Config
-from coderl_jax.rl import losses
+from coderl_jax.training import losses
 from coderl_jax.training.batch import Batch
 from coderl_jax.training.state import TrainState
 
@@ -208,28 +208,3 @@ def make_train_step(model, tx: optax.GradientTransformation, schedule: Callable,
 
     step.jitted = jitted
     return step
-
-
-def make_eval_fn(model, mesh, param_shardings):
-    """Jitted deterministic forward for evaluation: (params, batch) -> per-row results.
-
-    Actor: log p [B, T] of the targets. Critic: (token probabilities [B, T, C], pooled
-    logits [B, C]). Used by held-out evaluation, the RL learner (critic values, reference
-    log-probs) and critic sampling.
-    """
-    if model.kind == "actor":
-        def fn(params, batch):
-            return model.log_probs(params, batch)
-    else:
-        from coderl_jax.models.critic import token_probabilities
-
-        def fn(params, batch):
-            token_logits, pooled = model.logits(params, batch)
-            return token_probabilities(token_logits), pooled
-    jitted = jax.jit(fn, in_shardings=(param_shardings, batch_shardings(mesh)))
-
-    def run(params, batch):
-        with partitioning.activate(mesh):
-            return jitted(params, batch)
-
-    return run

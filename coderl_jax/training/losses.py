@@ -10,9 +10,9 @@ microbatching is exact (a sum of microbatch sums):
 
   * L_ce (warm start, and the CE part of RL): w = mask / N, N = the number of real target
     tokens of the (global) batch, i.e. the mean token cross-entropy (T5X's
-    "NUM_REAL_TARGET_TOKENS" normalisation). `ce_weights` builds it.
+    "NUM_REAL_TARGET_TOKENS" normalisation), built on the host by `batch.ce_batch`.
   * L_rl (REINFORCE with baseline, critic-weighted): w[b, t] = (r(W^s_b) - b_b) * q_b(t) / N_rl
-    (or another return estimator of `rl/returns.py`), so that
+    (or another return estimator of `rl/returns.py`, built by `rl/batch.py`), so that
       grad L_rl = -(1/N_rl) sum_b (r_b - b_b) sum_t q_b(t) grad log p(w_t)
     which is the paper's eq. (5) (CodeRL Sec. 3.2) with the official release's mean over
     tokens.
@@ -23,6 +23,10 @@ microbatching is exact (a sum of microbatch sums):
 
 The critic loss is a weighted cross-entropy of the max-pooled error-head logits against the
 sandbox's outcome class, with per-row weights (1 / rows, normalised on the host likewise).
+
+These live with the train step (`training/`), not with RL: every trainer uses them. The
+per-formula references the tests check them against (`ce_loss`, `rl_loss`, `ce_weights`)
+live in tests/reference_losses.py.
 """
 
 from __future__ import annotations
@@ -43,44 +47,10 @@ def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def weighted_nll(log_probs: jax.Array, weights: jax.Array) -> jax.Array:
     """-sum(weights * log_probs): log_probs, weights [B, T] -> scalar.
 
-    With `ce_weights` this is L_ce; with RL token weights it is L_rl; with both in one batch
-    it is the summed objective L_ce + L_rl.
+    With CE weights (mask / N) this is L_ce; with RL token weights it is L_rl; with both in
+    one batch it is the summed objective L_ce + L_rl.
     """
     return -jnp.sum(weights.astype(jnp.float32) * log_probs)
-
-
-def ce_weights(mask: jax.Array, num_tokens=None) -> jax.Array:
-    """L_ce's token weights: mask [B, T] / num_tokens (default: mask.sum(), at least 1).
-
-    Pass the *global* token count when the batch is split over microbatches or hosts.
-    """
-    mask = jnp.asarray(mask, jnp.float32)
-    n = jnp.maximum(jnp.sum(mask) if num_tokens is None else num_tokens, 1.0)
-    return mask / n
-
-
-def ce_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
-    """The mean token cross-entropy over real target tokens (scalar).
-
-    logits [B, T, V], targets [B, T], mask [B, T] (1 = real token). A batch without any real
-    token gives 0.
-    """
-    return weighted_nll(token_log_probs(logits, targets), ce_weights(mask))
-
-
-def rl_loss(log_probs: jax.Array, advantages: jax.Array, token_values: jax.Array,
-            mask: jax.Array, num_tokens=None) -> jax.Array:
-    """L_rl = -(1/N) sum_b advantages[b] * sum_t q[b, t] * log p[b, t] (scalar).
-
-    log_probs [B, T] (log p of the sampled tokens), advantages [B] (r(W^s) - baseline),
-    token_values [B, T] (q(w_t), the critic's probability of the true outcome; ones for no
-    critic), mask [B, T]; N = num_tokens (default mask.sum()). The weighted-CE form with
-    weights `advantages[:, None] * token_values * mask / N`.
-    """
-    mask = jnp.asarray(mask, jnp.float32)
-    n = jnp.maximum(jnp.sum(mask) if num_tokens is None else num_tokens, 1.0)
-    weights = advantages[:, None] * token_values * mask / n
-    return weighted_nll(log_probs, weights)
 
 
 def kl_estimate(log_probs: jax.Array, reference_log_probs: jax.Array) -> jax.Array:
