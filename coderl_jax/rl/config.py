@@ -34,6 +34,10 @@ class RLConfig:
       "alternate": two optimizer updates per RL iteration, a CE-only one then an RL-only one.
       (The official release alternates CE and RL micro-steps inside ONE update, which
       accumulates to the gradient of "sum"; "alternate" here is an ablation.)
+    verdict_policy: `outcomes.VERDICT_POLICIES` (None: "first_failure", the default of
+      `coderl execute` and the critic, or "all_tests" for a reward that reads every test);
+      checked at start-up against the critic's labels and offline results files, a
+      mismatch failing unless allow_verdict_policy_mismatch.
     kl_coef: weight of the per-token KL penalty to the reference policy (0 = off).
     chunk_problems: problems decoded per sampling call (programs go to the sandbox per chunk).
     overlap: False waits for every verdict before the critic pass (for measurements).
@@ -63,6 +67,8 @@ class RLConfig:
     save_rollouts: bool = False
     returns: dict | None = None
     length_buckets: tuple = (0.5, 0.75, 1.0)
+    verdict_policy: str | None = None
+    allow_verdict_policy_mismatch: bool = False
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -85,6 +91,18 @@ class RLConfig:
             raise ValueError(f"RLConfig.length_buckets are fractions in (0, 1], got "
                              f"{self.length_buckets}")
         self.reward_fn  # noqa: B018  (unknown reward options fail at start-up)
+        if self.verdict_policy is not None:
+            outcomes.validate_verdict_policy(self.verdict_policy)
+            if self.needs_all_tests and self.verdict_policy != "all_tests":
+                raise ValueError(f"reward {self.reward!r} reads every test: it needs "
+                                 f"verdict_policy 'all_tests', got {self.verdict_policy!r}")
+
+    @property
+    def policy(self) -> str:
+        """The resolved verdict policy (see verdict_policy)."""
+        if self.verdict_policy is not None:
+            return self.verdict_policy
+        return "all_tests" if self.needs_all_tests else outcomes.DEFAULT_VERDICT_POLICY
 
     @property
     def return_table(self) -> dict[str, float]:

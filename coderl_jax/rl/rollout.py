@@ -289,7 +289,8 @@ class Rollout:
             futures[kind][i] = [
                 self.executor.submit(batch[i].problem, decode_program(self.tokenizer, ids),
                                      tests="hidden",
-                                     stop_at_first_failure=not self.cfg.needs_all_tests)
+                                     stop_at_first_failure=outcomes.stops_at_first_failure(
+                                         self.cfg.policy))
                 for ids in programs[j * per:(j + 1) * per]]
 
     @staticmethod

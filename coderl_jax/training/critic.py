@@ -79,12 +79,21 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                  init_model: str | None = None, tokenizer: str | None = None,
                  max_source_length: int = 600, max_target_length: int = 512,
                  holdout_fraction: float = 0.1, include_references: bool = True,
+                 verdict_policy: str = outcomes.DEFAULT_VERDICT_POLICY,
+                 allow_verdict_policy_mismatch: bool = False,
                  loader: Loader = load_init, log: Callable[[str], None] = print
                  ) -> pathlib.Path:
-    """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
+    """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir.
+
+    verdict_policy: the policy its labels must have been judged with (checked against the
+    results file; a mismatch fails unless allow_verdict_policy_mismatch), written to the
+    model dir's `outcomes.VERDICT_POLICY_FILE` for RL's start-up check."""
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
     d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
-                           holdout_fraction, trainer.seed, loader)
+                           holdout_fraction, trainer.seed, loader,
+                           verdict_policy=verdict_policy,
+                           allow_verdict_policy_mismatch=allow_verdict_policy_mismatch,
+                           log=log)
     problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
     train_ids, held_ids = d.train_ids, d.held_ids
     args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
@@ -128,5 +137,15 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
         pathlib.Path(workdir, EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
     if report.get("rows"):
         log(f"[train-critic] held-out accuracy {report['accuracy']:.3f} on {report['rows']} rows")
-    return save_final(workdir, init, state, critic_classes=classes,
-                      metadata={"stage": "train-critic", "init": init.source})
+    out = save_final(workdir, init, state, critic_classes=classes,
+                     metadata={"stage": "train-critic", "init": init.source,
+                               "verdict_policy": verdict_policy})
+    write_verdict_policy(out, verdict_policy)
+    return out
+
+
+def write_verdict_policy(model_dir, policy: str) -> None:
+    """Records the verdict policy of a model's training labels in its model dir."""
+    if jax.process_index() == 0:
+        pathlib.Path(model_dir, outcomes.VERDICT_POLICY_FILE).write_text(
+            json.dumps({"verdict_policy": outcomes.validate_verdict_policy(policy)}) + "\n")
