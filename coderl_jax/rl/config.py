@@ -19,7 +19,16 @@ OBJECTIVES = ("sum", "alternate")
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    """problems_per_step P and num_samples K fix the batch: P * K RL rows + P CE rows.
+    """problems_per_step P and num_samples K fix the batch: P * K RL rows + the CE rows.
+
+    ce_per_sample: CE rows per RL sample, each a reference of the sample's problem drawn at
+      random (seeded); 1 (default) is the official release's pairing; 0: one CE row per
+      problem (P rows, the earlier behaviour of this code).
+    rl_normalisation: how L_rl's token weights are normalised (`rl/batch.py`
+      NORMALISATIONS, registry): "sequence" (each sequence's token mean, averaged over
+      the step's sequences: the official release, default), "token" (over all RL tokens of
+      the step) or "sum" (each sequence's token sum, averaged over sequences: the paper's
+      equation). The KL term follows it.
 
     estimator: a registered return estimator (`returns.register_estimator`) or alias
       ("coderl" = D, the default); estimator_options: its keyword options (e.g.
@@ -31,7 +40,8 @@ class RLConfig:
       `outcomes.RETURNS`), e.g. a 0/1 pass reward {"CompileError": 0, "RuntimeError": 0,
       "FailedTest": 0, "PassedTest": 1}; every outcome must be given.
     objective: "sum" (L_ce * ce_weight + L_rl * rl_weight in one update, the paper's text) or
-      "alternate": two optimizer updates per RL iteration, a CE-only one then an RL-only one.
+      "alternate": TWO optimizer updates per RL iteration (two optimizer steps, two
+      learning-rate steps), a CE-only one then an RL-only one.
       (The official release alternates CE and RL micro-steps inside ONE update, which
       accumulates to the gradient of "sum"; "alternate" here is an ablation.)
     verdict_policy: `outcomes.VERDICT_POLICIES` (None: "first_failure", the default of
@@ -69,6 +79,8 @@ class RLConfig:
     length_buckets: tuple = (0.5, 0.75, 1.0)
     verdict_policy: str | None = None
     allow_verdict_policy_mismatch: bool = False
+    ce_per_sample: int = 1
+    rl_normalisation: str = "sequence"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -79,6 +91,13 @@ class RLConfig:
         for name in ("problems_per_step", "num_samples", "max_new_tokens", "chunk_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        from coderl_jax.rl.batch import NORMALISATIONS
+
+        if self.rl_normalisation not in NORMALISATIONS:
+            raise ValueError(f"RLConfig.rl_normalisation must be one of "
+                             f"{tuple(NORMALISATIONS)}, got {self.rl_normalisation!r}")
+        if self.ce_per_sample < 0:
+            raise ValueError(f"RLConfig.ce_per_sample must be >= 0, got {self.ce_per_sample}")
         if self.kl_coef < 0:
             raise ValueError(f"RLConfig.kl_coef must be >= 0, got {self.kl_coef}")
         if self.returns is not None:
@@ -134,4 +153,6 @@ class RLConfig:
 
     @property
     def rows(self) -> int:
-        return self.problems_per_step * (self.num_samples + 1)
+        """Rows per step: P * K RL rows + P * K * ce_per_sample CE rows (P with 0)."""
+        rl = self.problems_per_step * self.num_samples
+        return rl + (rl * self.ce_per_sample if self.ce_per_sample else self.problems_per_step)

@@ -58,5 +58,6 @@ def offline_groups(problems: Sequence[ProblemData], samples_path, results_path,
         b = base[task_id][0] if task_id in base else None
         groups.append(Group(task_id, d.prompt_ids, d.reference_ids, [e[0] for e in entries],
                             [e[1] for e in entries], None if b is None else b[1],
-                            [e[2] for e in entries], None if b is None else b[2]))
+                            [e[2] for e in entries], None if b is None else b[2],
+                            references=d.references))
     return groups
