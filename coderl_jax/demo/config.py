@@ -29,19 +29,27 @@ class DemoConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     critic_problems: int = 400
-    critic_samples: int = 4
+    critic_samples: int = 8  # K >= 8 judged samples per critic train problem
     critic_steps: int = 120
     repair_steps: int = 80
     rl_steps: int = 40
     rl_problems_per_step: int = 8
     rl_samples: int = 4
     rl_learning_rate: float = 2e-4
-    eval_samples: int = 10
+    eval_samples: int = 20  # pass@1/5/10/20
     temperature: float = 0.6
     top_p: float = 0.95
     max_source_length: int = 256
     max_new_tokens: int = 64
     repair_top_m: int = 2
+    # One verdict policy for the critics' / repair model's labels and RL (outcomes.py).
+    verdict_policy: str = "first_failure"
+    # The critics' data: references in or out, class weighting ("none" / "balanced").
+    critic_references: bool = True
+    critic_class_weighting: str = "none"
+    # RL batch options (RLConfig): CE rows per RL sample, L_rl normalisation.
+    rl_ce_per_sample: int = 1
+    rl_normalisation: str = "sequence"
 
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":

@@ -9,6 +9,8 @@ from typing import Any
 
 from coderl_jax.demo.config import DemoConfig
 
+REPORTED_K = (1, 5, 10, 20)  # pass@k columns (those <= the samples per problem)
+
 
 def evaluate_system(name: str, model_dir: str | None, test_path: pathlib.Path, test, out_dir,
                     cfg: DemoConfig, programs: list[list[str]] | None = None) -> dict:
@@ -46,12 +48,15 @@ def _judge_and_score(samples_path: pathlib.Path, test_path: pathlib.Path, test, 
                                    out_dir / f"results_{tests}.jsonl", tests=tests,
                                    workers=cfg.workers, progress=False)
     n = cfg.eval_samples
-    ks = sorted({1, min(5, n), n})
+    ks = sorted({k for k in REPORTED_K if k <= n} | {n})
     report = metrics.evaluate(rows["hidden"], ks, [(1, n), (min(5, n), n)], rows["example"],
                               {p.task_id: p.difficulty for p in test})
     groups = metrics.group_by_task(rows["hidden"])
     report["curve"] = {k: 100.0 * metrics.mean(metrics.pass_at_k_by_task(groups, k).values())
                        for k in range(1, n + 1)}
+    # Per problem, for the paired tests across systems and seeds (`demo/stats.py`).
+    report["per_problem"] = {str(t): float(v)
+                             for t, v in metrics.pass_at_k_by_task(groups, 1).items()}
     return report
 
 

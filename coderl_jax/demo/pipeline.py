@@ -107,7 +107,8 @@ def sample_train_split(run: DemoRun) -> None:
                            batch_size=8, max_source_length=cfg.max_source_length,
                            progress=False)
     records = execute_file("synthetic", run.critic_data, samples_path, results_path,
-                           workers=cfg.workers, progress=False)
+                           workers=cfg.workers, verdict_policy=cfg.verdict_policy,
+                           progress=False)
     run.log("    " + summary_table(records).replace("\n", "\n    "))
 
 
@@ -121,12 +122,15 @@ def train_critics(run: DemoRun) -> None:
     for name, binary in (("critic", False), ("critic_binary", True)):
         run.models[name] = training.train_critic(run.cfg, run.work / name, binary=binary,
                                                  log=run.quiet, **_labelled_data(run))
-    for key, name in (("critic_accuracy", "critic"), ("binary_critic_accuracy", "critic_binary")):
+    for key, name in (("critic", "critic"), ("binary_critic", "critic_binary")):
         detail = training.critic_eval_report(run.work / name)
-        run.result[key] = detail.get("accuracy", float("nan"))
-        run.result[key + "_detail"] = detail
-    run.log(f"    held-out accuracy: 4-class {run.result['critic_accuracy']:.3f}, binary "
-            f"{run.result['binary_critic_accuracy']:.3f}")
+        run.result[f"{key}_accuracy"] = detail.get("accuracy", float("nan"))
+        run.result[f"{key}_majority_baseline"] = detail.get("majority_baseline", float("nan"))
+        run.result[f"{key}_accuracy_detail"] = detail
+    r = run.result
+    run.log(f"    held-out accuracy: 4-class {r['critic_accuracy']:.3f} (majority baseline "
+            f"{r['critic_majority_baseline']:.3f}), binary {r['binary_critic_accuracy']:.3f} "
+            f"(majority baseline {r['binary_critic_majority_baseline']:.3f})")
 
 
 def train_repair(run: DemoRun) -> None:
