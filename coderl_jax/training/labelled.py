@@ -108,13 +108,18 @@ class LabelledData:
 
 def load_labelled_data(samples, results, dataset: str, data, init_model: str | None,
                        tokenizer: str | None, holdout_fraction: float, seed: int,
-                       loader: Loader = load_init) -> LabelledData:
-    """Problems, samples joined with results (`read_labelled_samples`), the starting model
-    (`loader(init_model, tokenizer)`), and the task ids split into train / held-out."""
+                       loader: Loader = load_init, verdict_policy: str | None = None,
+                       allow_verdict_policy_mismatch: bool = False,
+                       log=print) -> LabelledData:
+    """Problems, samples joined with results (`read_labelled_samples`, checked against
+    `verdict_policy` when given), the starting model (`loader(init_model, tokenizer)`), and
+    the task ids split into train / held-out."""
     from coderl_jax.data import loaders
 
     problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
-    labelled, internal = read_labelled_samples(samples, results, problems)
+    labelled, internal = read_labelled_samples(
+        samples, results, problems, verdict_policy=verdict_policy,
+        allow_verdict_policy_mismatch=allow_verdict_policy_mismatch, log=log)
     init = loader(init_model, tokenizer)
     ids = sorted({s.task_id for s in labelled})
     train_ids, held_ids = split_holdout(ids, holdout_fraction, seed)
