@@ -93,3 +93,20 @@ def test_report_json_needs_every_key(tmp_path):
 
     with pytest.raises(ValueError, match="critic_majority_baseline"):
         report.write_json(result, tmp_path)
+
+
+def test_critic_sampling_ablation_table():
+    from coderl_jax.demo import DemoConfig, render_report
+    from coderl_jax.demo.config import SYSTEMS
+
+    cfg = DemoConfig.quick(ablation=True)
+    result = {key: _system(10.0) for key in SYSTEMS}
+    result.update(critic_accuracy=0.5, binary_critic_accuracy=0.75, seconds=1.0,
+                  stages={}, ablation_critic_sampling={
+                      "no CS": {"pass@1": 10.0, "pass@4": 20.0},
+                      "refine only": {"pass@1": 12.0, "pass@4": 21.0, "cut_at_0_share": 0.5,
+                                      "mean_cut": 3.25}})
+    text = render_report(result, cfg)
+    assert "## Critic sampling parts (paper Table 4)" in text
+    assert "| refine only | 12.0 | 21.0 | 0.50 | 3.2 |" in text
+    assert "| no CS | 10.0 | 20.0 | nan | nan |" in text

@@ -195,6 +195,31 @@ def ablation(run: DemoRun) -> None:
         run.log(f"    {estimator}: pass@1 {r['pass@1']:.1f}")
 
 
+# The paper's Table 4: (name, refine on, repair on, M); "no CS" is CodeRL's own evaluation.
+CS_ABLATION = (("refine only", True, False, 1), ("repair only, M=1", False, True, 1),
+               ("repair only, M=2", False, True, 2), ("refine + repair, M=1", True, True, 1),
+               ("refine + repair, M=2", True, True, 2))
+
+
+def critic_sampling_ablation(run: DemoRun) -> None:
+    """Critic sampling's parts on the CodeRL actor (paper Table 4), evaluated like CS."""
+    cfg, n = run.cfg, run.cfg.eval_samples
+    table = {"no CS": {"pass@1": run.result["coderl"]["pass@1"],
+                       f"pass@{n}": run.result["coderl"][f"pass@{n}"]}}
+    for i, (name, refine, repair, m) in enumerate(CS_ABLATION):
+        out = run.work / "ablation_cs" / str(i)
+        programs, summary, _ = evaluation.critic_sampling_programs(
+            cfg, run.models["coderl"], run.models["critic_binary"],
+            run.models["repair"] if repair else None, run.test, run.test_path,
+            refine=refine, repair_top_m=m)
+        r = evaluation.evaluate_system(name, None, run.test_path, run.test, out, cfg, programs)
+        table[name] = {"pass@1": r["pass@1"], f"pass@{n}": r[f"pass@{n}"],
+                       "cut_at_0_share": summary["cut_at_0_share"],
+                       "mean_cut": summary["mean_cut"]}
+        run.log(f"    {name}: pass@1 {r['pass@1']:.1f}, pass@{n} {r[f'pass@{n}']:.1f}")
+    run.result["ablation_critic_sampling"] = table
+
+
 Stage = tuple[str, Callable[[DemoRun], None]]
 
 STAGES: tuple[Stage, ...] = (
@@ -210,7 +235,9 @@ STAGES: tuple[Stage, ...] = (
     ("evaluate CE, CE+, CodeRL on the test split", evaluate_models),
     ("CodeRL + critic sampling", critic_sampling),
 )
-ABLATION_STAGE: Stage = ("ablation: return estimators A, B, C, D, group", ablation)
+ABLATION_STAGES: tuple[Stage, ...] = (
+    ("ablation: return estimators A, B, C, D, group", ablation),
+    ("ablation: critic sampling parts (paper Table 4)", critic_sampling_ablation))
 
 
 @contextlib.contextmanager
@@ -228,7 +255,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     start = time.monotonic()
     run = DemoRun(cfg, log, pathlib.Path(cfg.workdir))
     run.work.mkdir(parents=True, exist_ok=True)
-    stages = STAGES + ((ABLATION_STAGE,) if cfg.ablation else ())
+    stages = STAGES + (ABLATION_STAGES if cfg.ablation else ())
     total = len(stages) + 1  # and the report
     for name, stage in stages:
         with _timed(run, name, total):

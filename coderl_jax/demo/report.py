@@ -29,7 +29,8 @@ def render_report(result: dict, cfg: DemoConfig) -> str:
     lines = [*_header(result, cfg), *_pass_at_k_table(result, cfg),
              *_difficulty_table(result), *_critics(result), *_outcome_table(result),
              *_error_subtypes(result), *_critic_sampling_paths(result),
-             *_ablation_table(result, cfg), *_stage_times(result)]
+             *_ablation_table(result, cfg), *_cs_ablation_table(result, cfg),
+             *_stage_times(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +132,20 @@ def _ablation_table(result: dict, cfg: DemoConfig) -> list[str]:
     for name, row in result["ablation"].items():
         lines.append(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} | "
                      f"{row['last_sample_pass_rate']:.2f} |")
+    return lines
+
+
+def _cs_ablation_table(result: dict, cfg: DemoConfig) -> list[str]:
+    if "ablation_critic_sampling" not in result:
+        return []
+    n = cfg.eval_samples
+    lines = ["", "## Critic sampling parts (paper Table 4)", "",
+             f"| variant | pass@1 | pass@{n} | seeds cut at token 0 | mean cut (tokens) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, row in result["ablation_critic_sampling"].items():
+        cut0, mean = row.get("cut_at_0_share", float("nan")), row.get("mean_cut", float("nan"))
+        lines.append(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} | "
+                     f"{cut0:.2f} | {mean:.1f} |")
     return lines
 
 
