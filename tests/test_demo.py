@@ -110,3 +110,7 @@ def test_critic_sampling_ablation_table():
     assert "## Critic sampling parts (paper Table 4)" in text
     assert "| refine only | 12.0 | 21.0 | 0.50 | 3.2 |" in text
     assert "| no CS | 10.0 | 20.0 | nan | nan |" in text
+    result["ablation_objective"] = {"L_ce + L_rl": {"pass@1": 10.0, "pass@4": 20.0},
+                                    "L_rl only": {"pass@1": 5.0, "pass@4": 9.0}}
+    text = render_report(result, cfg)
+    assert "## RL objectives (paper Table 3)" in text and "| L_rl only | 5.0 | 9.0 |" in text

@@ -53,3 +53,9 @@ def test_registered_and_selectable():
     assert not w[:, 2].any()
     with pytest.raises(ValueError, match="k >= 1"):
         pass_at_k_advantage(np.ones(2), None, np.zeros(2, int), k=0)
+
+
+def test_positive_ce_is_cross_entropy_on_passing_samples():
+    w = returns.token_weights("positive_ce", sample_returns=np.array([1.0, -0.3, 1.0]),
+                              mask=np.array([[1, 1], [1, 1], [1, 0]], np.float32))
+    np.testing.assert_array_equal(w, [[1, 1], [0, 0], [1, 0]])

@@ -7,7 +7,7 @@ import dataclasses
 SYSTEMS = ("ce", "ce_plus", "coderl", "coderl_cs")
 SYSTEM_NAMES = {"ce": "CE (warm start)", "ce_plus": "CE+ (more L_ce)", "coderl": "CodeRL",
                 "coderl_cs": "CodeRL + critic sampling"}
-ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group")
+ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group", "pass_at_k")
 
 
 @dataclasses.dataclass(frozen=True)

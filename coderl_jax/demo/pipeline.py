@@ -195,6 +195,29 @@ def ablation(run: DemoRun) -> None:
         run.log(f"    {estimator}: pass@1 {r['pass@1']:.1f}")
 
 
+# The paper's Table 3: (name, estimator, RLConfig overrides); "L_ce + L_rl" is CodeRL's run.
+OBJECTIVE_ABLATION = (("L_ce only", "coderl", {"rl_weight": 0.0}),
+                      ("L_rl only", "coderl", {"ce_weight": 0.0}),
+                      ("L_ce on samples with r = 1", "positive_ce", {"ce_weight": 0.0}))
+
+
+def objective_ablation(run: DemoRun) -> None:
+    """RL objectives from the same warm start (paper Table 3), evaluated like CodeRL."""
+    cfg, n = run.cfg, run.cfg.eval_samples
+    table = {"L_ce + L_rl": {"pass@1": run.result["coderl"]["pass@1"],
+                             f"pass@{n}": run.result["coderl"][f"pass@{n}"]}}
+    for i, (name, estimator, overrides) in enumerate(OBJECTIVE_ABLATION):
+        out = run.work / "ablation_objective" / str(i)
+        model = training.train_rl(cfg, out, estimator=estimator, actor=run.models["warm"],
+                                  critic=run.models["critic"], train_path=run.train_path,
+                                  log=run.quiet, overrides=overrides)
+        r = evaluation.evaluate_system(name, str(model), run.test_path, run.test,
+                                       out / "eval", cfg)
+        table[name] = {"pass@1": r["pass@1"], f"pass@{n}": r[f"pass@{n}"]}
+        run.log(f"    {name}: pass@1 {r['pass@1']:.1f}")
+    run.result["ablation_objective"] = table
+
+
 # The paper's Table 4: (name, refine on, repair on, M); "no CS" is CodeRL's own evaluation.
 CS_ABLATION = (("refine only", True, False, 1), ("repair only, M=1", False, True, 1),
                ("repair only, M=2", False, True, 2), ("refine + repair, M=1", True, True, 1),
@@ -236,7 +259,8 @@ STAGES: tuple[Stage, ...] = (
     ("CodeRL + critic sampling", critic_sampling),
 )
 ABLATION_STAGES: tuple[Stage, ...] = (
-    ("ablation: return estimators A, B, C, D, group", ablation),
+    ("ablation: return estimators A, B, C, D, group, pass_at_k", ablation),
+    ("ablation: RL objectives (paper Table 3)", objective_ablation),
     ("ablation: critic sampling parts (paper Table 4)", critic_sampling_ablation))
 
 

@@ -29,7 +29,8 @@ def render_report(result: dict, cfg: DemoConfig) -> str:
     lines = [*_header(result, cfg), *_pass_at_k_table(result, cfg),
              *_difficulty_table(result), *_critics(result), *_outcome_table(result),
              *_error_subtypes(result), *_critic_sampling_paths(result),
-             *_ablation_table(result, cfg), *_cs_ablation_table(result, cfg),
+             *_ablation_table(result, cfg), *_objective_table(result, cfg),
+             *_cs_ablation_table(result, cfg),
              *_stage_times(result)]
     return "\n".join(lines) + "\n"
 
@@ -133,6 +134,16 @@ def _ablation_table(result: dict, cfg: DemoConfig) -> list[str]:
         lines.append(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} | "
                      f"{row['last_sample_pass_rate']:.2f} |")
     return lines
+
+
+def _objective_table(result: dict, cfg: DemoConfig) -> list[str]:
+    if "ablation_objective" not in result:
+        return []
+    n = cfg.eval_samples
+    return ["", "## RL objectives (paper Table 3)", "", f"| objective | pass@1 | pass@{n} |",
+            "|---|---:|---:|",
+            *(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} |"
+              for name, row in result["ablation_objective"].items())]
 
 
 def _cs_ablation_table(result: dict, cfg: DemoConfig) -> list[str]:

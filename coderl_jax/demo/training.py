@@ -105,13 +105,17 @@ def rl_config(cfg: DemoConfig, estimator: str):
 
 def train_rl(cfg: DemoConfig, workdir: pathlib.Path, *, estimator: str,
              actor: pathlib.Path, critic: pathlib.Path, train_path: pathlib.Path,
-             log: Log) -> pathlib.Path:
-    """`coderl train-rl`: online CodeRL from `actor` with the return `estimator`."""
+             log: Log, overrides: dict | None = None) -> pathlib.Path:
+    """`coderl train-rl`: online CodeRL from `actor` with the return `estimator`
+    (`overrides`: other RLConfig fields, e.g. {"ce_weight": 0.0} for an ablation)."""
+    import dataclasses
+
     from coderl_jax.rl.stage import train_rl as run
 
     configs = _configs(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate, log_period=1)
     return run(str(workdir), actor=str(actor), critic=str(critic), dataset="synthetic",
-               data=str(train_path), rl=rl_config(cfg, estimator), log=log,
+               data=str(train_path), log=log,
+               rl=dataclasses.replace(rl_config(cfg, estimator), **(overrides or {})),
                trainer=configs["trainer"], optimizer=configs["optimizer"],
                loader=configs["loader"])
 

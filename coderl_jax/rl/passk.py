@@ -55,3 +55,10 @@ def pass_at_k_advantage(r: np.ndarray, b, g: np.ndarray, *, k: int = 4,
         a_neg = (1.0 - mean - shared) / sigma
         out[idx] = np.where(passed[idx], a_pos, a_neg)
     return out
+
+
+def positive_advantage(r: np.ndarray, b, g, *, pass_return: float = 1.0) -> np.ndarray:
+    """1 for a passing sample (return >= pass_return), 0 otherwise [N]: with the ones scale
+    this is L_ce on the samples with r = 1 (the paper's Table 3 row)."""
+    del b, g
+    return (np.asarray(r, np.float64) >= pass_return).astype(np.float64)
