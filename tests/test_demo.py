@@ -114,3 +114,17 @@ def test_critic_sampling_ablation_table():
                                     "L_rl only": {"pass@1": 5.0, "pass@4": 9.0}}
     text = render_report(result, cfg)
     assert "## RL objectives (paper Table 3)" in text and "| L_rl only | 5.0 | 9.0 |" in text
+
+
+def test_demo_set_overrides_are_typed_and_checked():
+    import pytest
+
+    from coderl_jax.demo import DemoConfig
+
+    o = DemoConfig.overrides(["rl_steps=80", "warm_stop_metric=heldout_nll",
+                              "critic_references=False", "learning_rate=1e-3"])
+    assert o == {"rl_steps": 80, "warm_stop_metric": "heldout_nll",
+                 "critic_references": False, "learning_rate": 1e-3}
+    assert DemoConfig.quick(**o).rl_steps == 80
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        DemoConfig.overrides(["no_such_field=1"])

@@ -50,6 +50,14 @@ class DemoConfig:
     # RL batch options (RLConfig): CE rows per RL sample, L_rl normalisation.
     rl_ce_per_sample: int = 1
     rl_normalisation: str = "sequence"
+    # The warm start's stopping rule (training/stopping.py): off with warm_stop_metric "";
+    # e.g. "heldout_greedy_pass@1" (needs warm_eval_problems > 0) or "heldout_nll", every
+    # warm_eval_period steps, warm_steps the cap, with warm_schedule ("linear": decaying).
+    warm_stop_metric: str = ""
+    warm_patience: int = 3
+    warm_eval_period: int = 0
+    warm_eval_problems: int = 0
+    warm_schedule: str = "constant"
 
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":
@@ -59,6 +67,25 @@ class DemoConfig:
                      critic_samples=2, critic_steps=8, repair_steps=6, rl_steps=4,
                      rl_problems_per_step=4, rl_samples=2, eval_samples=4)
         return cls(**{**sizes, **overrides})
+
+    @staticmethod
+    def overrides(pairs) -> dict:
+        """{"field": value} from "field=value" strings (`coderl demo --set`), each value
+        read as a Python literal (a bare word is a string); unknown fields are errors."""
+        import ast
+
+        names = {f.name for f in dataclasses.fields(DemoConfig)}
+        out = {}
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            if not sep or name not in names:
+                raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of "
+                                 f"{sorted(names)}")
+            try:
+                out[name] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                out[name] = text
+        return out
 
     def sampling(self, num_samples: int):
         """The demo's sampling for the synthetic benchmark: `num_samples` programs per

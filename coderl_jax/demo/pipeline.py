@@ -88,7 +88,7 @@ def warm_start(run: DemoRun) -> None:
     out = run.work / "warm"
     run.models["warm"] = training.finetune(run.cfg, out, run.train_path,
                                            run.models["pretrain"], run.quiet,
-                                           steps=run.cfg.warm_steps)
+                                           steps=run.cfg.warm_steps, warm=True)
     run.log(f"    loss {training.metric(out, 'loss'):.3f}, held-out "
             f"{training.metric(out, 'eval/heldout_nll'):.3f} -> {run.models['warm']}")
 

@@ -18,8 +18,8 @@ from coderl_jax.demo.config import DemoConfig
 Log = Callable[[str], None]
 
 
-def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: int = 10
-             ) -> dict:
+def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: int = 10,
+             schedule: str = "constant", eval_period: int = 0) -> dict:
     """trainer, optimizer and loader of a demo stage (`experiments/demo_cpu.gin`'s values)."""
     from coderl_jax.models.config import T5Config
     from coderl_jax.training.loop import TrainerConfig
@@ -28,8 +28,9 @@ def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: i
 
     trainer = TrainerConfig(train_steps=steps, batch_size=cfg.batch_size,
                             checkpoint_period=max(steps, 1), keep_checkpoints=2,
-                            log_period=log_period, seed=cfg.seed, progress=False)
-    optimizer = OptimizerConfig(learning_rate=lr or cfg.learning_rate, schedule="constant",
+                            log_period=log_period, eval_period=eval_period, seed=cfg.seed,
+                            progress=False)
+    optimizer = OptimizerConfig(learning_rate=lr or cfg.learning_rate, schedule=schedule,
                                 weight_decay=0.0, clip_norm=1.0)
     scratch = functools.partial(
         T5Config, vocab_size=cfg.vocab_size, d_model=128, d_kv=32, d_ff=512, num_layers=2,
@@ -56,13 +57,21 @@ def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path
 
 def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
              init_model: pathlib.Path, log: Log, *, steps: int,
-             lr: float | None = None) -> pathlib.Path:
-    """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control)."""
+             lr: float | None = None, warm: bool = False) -> pathlib.Path:
+    """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control).
+    warm: with the warm start's schedule, evaluations and stopping rule (DemoConfig.warm_*)."""
     from coderl_jax.training.finetune import finetune as run
+    from coderl_jax.training.stopping import EarlyStopping
 
+    extra, configs = {"eval_problems": 0}, _configs(cfg, steps, lr=lr)
+    if warm:
+        configs = _configs(cfg, steps, lr=lr, schedule=cfg.warm_schedule,
+                           eval_period=cfg.warm_eval_period)
+        extra = {"eval_problems": cfg.warm_eval_problems,
+                 "stopping": EarlyStopping(cfg.warm_stop_metric, patience=cfg.warm_patience)}
     return run(str(workdir), dataset="synthetic", data=str(train_path),
-               init_model=str(init_model), holdout_fraction=0.05, eval_problems=0, log=log,
-               **_lengths(cfg), **_configs(cfg, steps, lr=lr))
+               init_model=str(init_model), holdout_fraction=0.05, log=log,
+               **extra, **_lengths(cfg), **configs)
 
 
 def train_critic(cfg: DemoConfig, workdir: pathlib.Path, *, binary: bool, samples: pathlib.Path,
