@@ -86,6 +86,26 @@ def _start_params(init, num_classes: int, seed: int):
     return {"backbone": init.params, "head": head["head"]}
 
 
+def _rows(d, classes, binary: bool, max_source_length: int, max_target_length: int,
+          include_references: bool, class_weighting: str, log) -> tuple[list, list]:
+    """(training rows with their class weights, held-out rows without references) of the
+    labelled data `d`, logged with their class counts."""
+    args = (d.problems, d.init.tokenizer, binary, max_source_length, max_target_length)
+    rows, skipped = critic_examples(d.labelled, args[0], d.train_ids, *args[1:],
+                                    include_references=include_references)
+    weights = class_weights([r["label"] for r in rows], len(classes), class_weighting)
+    rows = [dict(r, class_weight=float(weights[r["label"]])) for r in rows]
+    held, held_skipped = critic_examples(d.labelled, args[0], d.held_ids, *args[1:],
+                                         include_references=False)
+    counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
+    by_class = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
+    log(f"[train-critic] {len(rows)} rows ({by_class}) "
+        f"from {len(d.train_ids)} problems, {len(held)} held-out rows from "
+        f"{len(d.held_ids)}; {d.internal_errors} InternalError samples dropped, "
+        f"{skipped + held_skipped} programs longer than {max_target_length} tokens skipped")
+    return rows, held
+
+
 def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                  trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
                  data: str | None = None, binary: bool = False,
@@ -112,21 +132,9 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                            verdict_policy=verdict_policy,
                            allow_verdict_policy_mismatch=allow_verdict_policy_mismatch,
                            log=log)
-    problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
-    train_ids, held_ids = d.train_ids, d.held_ids
-    args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
-    rows, skipped = critic_examples(labelled, problems, train_ids, *args[1:],
-                                    include_references=include_references)
-    weights = class_weights([r["label"] for r in rows], len(classes), class_weighting)
-    rows = [dict(r, class_weight=float(weights[r["label"]])) for r in rows]
-    held, held_skipped = critic_examples(labelled, problems, held_ids, *args[1:],
-                                         include_references=False)
-    counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
-    by_class = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
-    log(f"[train-critic] {len(rows)} rows ({by_class}) "
-        f"from {len(train_ids)} problems, {len(held)} held-out rows from {len(held_ids)}; "
-        f"{internal} InternalError samples dropped, {skipped + held_skipped} programs longer "
-        f"than {max_target_length} tokens skipped")
+    init, internal, held_ids = d.init, d.internal_errors, d.held_ids
+    rows, held = _rows(d, classes, binary, max_source_length, max_target_length,
+                       include_references, class_weighting, log)
     if not rows:
         raise ValueError(f"train-critic: no labelled programs in {samples}")
 
