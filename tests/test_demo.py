@@ -128,3 +128,26 @@ def test_demo_set_overrides_are_typed_and_checked():
     assert DemoConfig.quick(**o).rl_steps == 80
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         DemoConfig.overrides(["no_such_field=1"])
+
+
+def test_validation_split_is_drawn_like_train_and_disjoint_from_test(tmp_path):
+    import pytest
+
+    from coderl_jax.data import synthetic
+    from coderl_jax.demo import DemoConfig
+    from coderl_jax.demo.pipeline import DemoRun, make_problems
+
+    cfg = DemoConfig.quick(workdir=str(tmp_path), num_train_problems=30, num_test_problems=9,
+                           num_val_problems=6, eval_split="validation")
+    run = DemoRun(cfg, lambda _: None, tmp_path)
+    make_problems(run)
+    # The train problems are those of a run without validation (a prefix-stable draw).
+    plain = synthetic.generate_problems("train", 30, cfg.seed)
+    assert [p.task_id for p in run.train] == [p.task_id for p in plain]
+    assert [p.task_id for p in run.val] == [f"synthetic/train/{i}" for i in range(30, 36)]
+    assert run.test == run.val and run.test_path == tmp_path / "data" / "val.jsonl"
+    assert (tmp_path / "data" / "test.jsonl").is_file()
+    test_ids = {p.task_id for p in synthetic.generate_problems("test", 9, cfg.seed)}
+    assert not test_ids & {p.task_id for p in run.val}
+    with pytest.raises(ValueError, match="num_val_problems"):
+        make_problems(DemoRun(DemoConfig.quick(eval_split="validation"), print, tmp_path))

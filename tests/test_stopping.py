@@ -60,7 +60,7 @@ def test_finetune_stops_early_and_keeps_the_best(tmp_path):
     cmd = [sys.executable, "-m", "coderl_jax", "finetune", "--workdir", str(workdir),
            "--dataset", "synthetic", "--data", str(data), "--tokenizer", str(tok),
            *TINY_BINDINGS, "--gin.TRAIN_STEPS=10", "--gin.EVAL_PERIOD=2",
-           "--gin.finetune.eval_problems=0", "--gin.finetune.holdout_fraction=0.3",
+           "--gin.finetune.eval_problems=0", f"--gin.finetune.eval_data='{data}'",
            "--gin.finetune.stopping=@EarlyStopping()",
            "--gin.EarlyStopping.metric='heldout_nll'", "--gin.EarlyStopping.mode='max'",
            "--gin.EarlyStopping.patience=1", "--gin.SCHEDULE='linear'"]
@@ -72,3 +72,5 @@ def test_finetune_stops_early_and_keeps_the_best(tmp_path):
     steps = [r["step"] for r in read_jsonl(workdir / "metrics.jsonl") if "eval/heldout_nll" in r]
     assert steps == [2, 4]
     assert (workdir / "model").is_dir()
+    # eval_data: every problem trains and the given file is the held-out set.
+    assert f"from {len(problems)} problems" in text and f"{len(problems)} held out" in text

@@ -50,6 +50,13 @@ class DemoConfig:
     # RL batch options (RLConfig): CE rows per RL sample, L_rl normalisation.
     rl_ce_per_sample: int = 1
     rl_normalisation: str = "sequence"
+    # The validation split: num_val_problems more problems drawn like train (the train
+    # draw's continuation: disjoint from test, may repeat train compositions with other
+    # inputs), data/val.jsonl. eval_split "validation" evaluates every system on it instead
+    # of the test split (decide knobs there; the test split only at the end), and the warm
+    # start's held-out evaluations use it.
+    num_val_problems: int = 0
+    eval_split: str = "test"
     # The warm start's stopping rule (training/stopping.py): off with warm_stop_metric "";
     # e.g. "heldout_greedy_pass@1" (needs warm_eval_problems > 0) or "heldout_nll", every
     # warm_eval_period steps, warm_steps the cap, with warm_schedule ("linear": decaying).

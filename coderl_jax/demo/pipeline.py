@@ -29,7 +29,8 @@ class DemoRun:
     result: dict[str, Any] = dataclasses.field(default_factory=dict)
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     train: list = dataclasses.field(default_factory=list)  # train split problems
-    test: list = dataclasses.field(default_factory=list)  # test split problems
+    test: list = dataclasses.field(default_factory=list)  # evaluated problems (test or val)
+    val: list = dataclasses.field(default_factory=list)  # validation split problems
     models: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
 
     @property
@@ -38,7 +39,13 @@ class DemoRun:
 
     @property
     def test_path(self) -> pathlib.Path:
-        return self.work / "data" / "test.jsonl"
+        """The evaluated split's problems: test, or validation (DemoConfig.eval_split)."""
+        return self.val_path if self.cfg.eval_split == "validation" else \
+            self.work / "data" / "test.jsonl"
+
+    @property
+    def val_path(self) -> pathlib.Path:
+        return self.work / "data" / "val.jsonl"
 
     @property
     def critic_data(self) -> pathlib.Path:
@@ -59,12 +66,21 @@ def make_problems(run: DemoRun) -> None:
     from coderl_jax.data import synthetic
 
     cfg = run.cfg
-    run.train = synthetic.generate_problems("train", cfg.num_train_problems, cfg.seed)
-    run.test = synthetic.generate_problems("test", cfg.num_test_problems, cfg.seed)
+    if cfg.eval_split not in ("test", "validation"):
+        raise ValueError(f"eval_split must be test or validation, got {cfg.eval_split!r}")
+    if cfg.eval_split == "validation" and not cfg.num_val_problems:
+        raise ValueError("eval_split 'validation' needs num_val_problems > 0")
+    drawn = synthetic.generate_problems("train", cfg.num_train_problems + cfg.num_val_problems,
+                                        cfg.seed)  # prefix-stable: train is the same
+    run.train, run.val = drawn[:cfg.num_train_problems], drawn[cfg.num_train_problems:]
+    test = synthetic.generate_problems("test", cfg.num_test_problems, cfg.seed)
     synthetic.save_problems(run.train, run.train_path)
-    synthetic.save_problems(run.test, run.test_path)
-    run.log(f"    {len(run.train)} train / {len(run.test)} test problems -> "
-            f"{run.train_path.parent}")
+    synthetic.save_problems(test, run.work / "data" / "test.jsonl")
+    if run.val:
+        synthetic.save_problems(run.val, run.val_path)
+    run.test = run.val if cfg.eval_split == "validation" else test
+    run.log(f"    {len(run.train)} train / {len(run.val)} validation / {len(test)} test "
+            f"problems -> {run.train_path.parent}; evaluating on {cfg.eval_split}")
 
 
 def make_tokenizer(run: DemoRun) -> None:
@@ -88,7 +104,8 @@ def warm_start(run: DemoRun) -> None:
     out = run.work / "warm"
     run.models["warm"] = training.finetune(run.cfg, out, run.train_path,
                                            run.models["pretrain"], run.quiet,
-                                           steps=run.cfg.warm_steps, warm=True)
+                                           steps=run.cfg.warm_steps, warm=True,
+                                           eval_path=run.val_path if run.val else None)
     run.log(f"    loss {training.metric(out, 'loss'):.3f}, held-out "
             f"{training.metric(out, 'eval/heldout_nll'):.3f} -> {run.models['warm']}")
 

@@ -57,9 +57,11 @@ def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path
 
 def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
              init_model: pathlib.Path, log: Log, *, steps: int,
-             lr: float | None = None, warm: bool = False) -> pathlib.Path:
+             lr: float | None = None, warm: bool = False,
+             eval_path: pathlib.Path | None = None) -> pathlib.Path:
     """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control).
-    warm: with the warm start's schedule, evaluations and stopping rule (DemoConfig.warm_*)."""
+    warm: with the warm start's schedule, evaluations and stopping rule (DemoConfig.warm_*),
+    held out on `eval_path` (the validation split) when given."""
     from coderl_jax.training.finetune import finetune as run
     from coderl_jax.training.stopping import EarlyStopping
 
@@ -68,6 +70,7 @@ def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
         configs = _configs(cfg, steps, lr=lr, schedule=cfg.warm_schedule,
                            eval_period=cfg.warm_eval_period)
         extra = {"eval_problems": cfg.warm_eval_problems,
+                 "eval_data": str(eval_path) if eval_path else None,
                  "stopping": EarlyStopping(cfg.warm_stop_metric, patience=cfg.warm_patience)}
     return run(str(workdir), dataset="synthetic", data=str(train_path),
                init_model=str(init_model), holdout_fraction=0.05, log=log,

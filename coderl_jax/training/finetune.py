@@ -79,7 +79,8 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
              holdout_fraction: float = 0.05, eval_problems: int = 32,
              max_problems: int | None = None, loader: Loader = load_init,
              log: Callable[[str], None] = print,
-             stopping: EarlyStopping | None = None) -> pathlib.Path:
+             stopping: EarlyStopping | None = None,
+             eval_data: str | None = None) -> pathlib.Path:
     """Warm-start the actor on a problem set's reference solutions; returns the model dir.
 
     Args:
@@ -93,6 +94,8 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
         OptimizerConfig.schedule for the warm start).
       stopping: the stopping rule (e.g. EarlyStopping("heldout_greedy_pass@1",
         patience=3) with TrainerConfig.eval_period): None / metric "" = train_steps.
+      eval_data: held-out problems of the same dataset (a validation split) instead of a
+        holdout_fraction of `data` (then all of `data` trains).
       loader: (init_model, tokenizer) -> InitModel (`model_io.load_init`; the mains bind
         its scratch config and dtype).
     """
@@ -103,7 +106,10 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
         raise ValueError(f"finetune: no problem of {dataset} {data or ''} has a reference "
                          "solution; the warm start needs (problem, solution) pairs")
     init = loader(init_model, tokenizer)
-    train_problems, held = sources.split_holdout(problems, holdout_fraction, trainer.seed)
+    if eval_data is not None:
+        train_problems, held = problems, loaders.load_problems(dataset, eval_data)
+    else:
+        train_problems, held = sources.split_holdout(problems, holdout_fraction, trainer.seed)
 
     def examples_of(ps):
         stats = objectives.SupervisedStats()
