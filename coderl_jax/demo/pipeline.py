@@ -166,9 +166,13 @@ def train_rl(run: DemoRun) -> None:
 
 
 def train_ce_plus(run: DemoRun) -> None:
+    """The control: L_ce from the warm start with RL's optimizer settings and number of
+    updates, and at least as many reference rows per update as an RL step has rows."""
+    rows = training.rl_config(run.cfg, "coderl").rows
     run.models["ce_plus"] = training.finetune(
         run.cfg, run.work / "ce_plus", run.train_path, run.models["warm"], run.quiet,
-        steps=run.cfg.rl_steps, lr=run.cfg.rl_learning_rate)
+        steps=run.cfg.rl_steps, lr=run.cfg.rl_learning_rate,
+        batch_size=max(run.cfg.batch_size, rows))
 
 
 def evaluate_models(run: DemoRun) -> None:

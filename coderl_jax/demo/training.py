@@ -19,14 +19,15 @@ Log = Callable[[str], None]
 
 
 def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: int = 10,
-             schedule: str = "constant", eval_period: int = 0) -> dict:
+             schedule: str = "constant", eval_period: int = 0,
+             batch_size: int | None = None) -> dict:
     """trainer, optimizer and loader of a demo stage (`experiments/demo_cpu.gin`'s values)."""
     from coderl_jax.models.config import T5Config
     from coderl_jax.training.loop import TrainerConfig
     from coderl_jax.training.model_io import load_init
     from coderl_jax.training.optimizer import OptimizerConfig
 
-    trainer = TrainerConfig(train_steps=steps, batch_size=cfg.batch_size,
+    trainer = TrainerConfig(train_steps=steps, batch_size=batch_size or cfg.batch_size,
                             checkpoint_period=max(steps, 1), keep_checkpoints=2,
                             log_period=log_period, eval_period=eval_period, seed=cfg.seed,
                             progress=False)
@@ -58,14 +59,15 @@ def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path
 def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
              init_model: pathlib.Path, log: Log, *, steps: int,
              lr: float | None = None, warm: bool = False,
-             eval_path: pathlib.Path | None = None) -> pathlib.Path:
+             eval_path: pathlib.Path | None = None,
+             batch_size: int | None = None) -> pathlib.Path:
     """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control).
     warm: with the warm start's schedule, evaluations and stopping rule (DemoConfig.warm_*),
     held out on `eval_path` (the validation split) when given."""
     from coderl_jax.training.finetune import finetune as run
     from coderl_jax.training.stopping import EarlyStopping
 
-    extra, configs = {"eval_problems": 0}, _configs(cfg, steps, lr=lr)
+    extra, configs = {"eval_problems": 0}, _configs(cfg, steps, lr=lr, batch_size=batch_size)
     if warm:
         configs = _configs(cfg, steps, lr=lr, schedule=cfg.warm_schedule,
                            eval_period=cfg.warm_eval_period)
