@@ -33,7 +33,8 @@ def execute_file(
     workers: int | None = None,
     timeout: float = 4.0,
     memory_mb: int = 2048,
-    stop_at_first_failure: bool = False,
+    verdict_policy: str = outcomes.DEFAULT_VERDICT_POLICY,
+    stop_at_first_failure: bool | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Judges every sample of `samples_path` and writes the results file `out_path`.
@@ -44,7 +45,10 @@ def execute_file(
       tests: "hidden" or "example".
       workers: sandbox worker processes (default: CPU count).
       timeout: seconds per test; memory_mb: address-space limit per program.
-      stop_at_first_failure: stop a program at its first failing test (the RL setting).
+      verdict_policy: `outcomes.VERDICT_POLICIES` ("first_failure", the default everywhere:
+        a program stops at its first failing test, as in RL; "all_tests"), recorded in
+        every results line. stop_at_first_failure (deprecated): True / False pick
+        "first_failure" / "all_tests".
 
     Returns:
       the results records as written, each with the executor's `detail` added (only
@@ -52,6 +56,9 @@ def execute_file(
     """
     from coderl_jax.sandbox import Executor
 
+    if stop_at_first_failure is not None:
+        verdict_policy = "first_failure" if stop_at_first_failure else "all_tests"
+    stop = outcomes.stops_at_first_failure(verdict_policy)
     # Programs must not read the expected outputs from the data files.
     hide = [os.path.dirname(os.path.abspath(data))] if data and os.path.exists(data) else []
     # The sandbox workers start (interpreters, namespaces) while the data modules are
@@ -77,11 +84,11 @@ def execute_file(
         executor_future.result().close()
         raise
     with executor_future.result() as executor:
-        verdicts = executor.run(jobs, tests=tests, stop_at_first_failure=stop_at_first_failure,
+        verdicts = executor.run(jobs, tests=tests, stop_at_first_failure=stop,
                                 progress=progress)
     records = []
     for index, (sample, verdict) in enumerate(zip(samples, verdicts)):
-        record = jsonl.result_record(sample.raw_task_id, index, verdict)
+        record = jsonl.result_record(sample.raw_task_id, index, verdict, verdict_policy)
         if verdict.outcome == outcomes.INTERNAL_ERROR:
             record["detail"] = verdict.detail
         records.append(record)

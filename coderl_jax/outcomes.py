@@ -82,3 +82,59 @@ def outcome_return(outcome: str) -> float:
         raise ValueError(
             f"outcome {outcome!r} has no return; expected one of {OUTCOMES}"
         ) from None
+
+
+# The verdict policy: which tests a program runs, and so which outcome it gets. One named
+# setting for every consumer of verdicts (`coderl execute`, the critic's and repair model's
+# labels, RL's returns), recorded in every results line ("verdict_policy") and checked when
+# a critic is trained and when RL starts (`check_verdict_policy`).
+#   "first_failure": a program stops at its first failing test and takes that test's
+#     outcome (the official release's and RL's setting; the default everywhere).
+#   "all_tests": every test runs; any compile error, else any runtime error, else any failed
+#     test decides (needed by rewards that read every test, e.g. "partial").
+# A program failing test 1 and raising on test 7 is FailedTest under "first_failure" and
+# RuntimeError under "all_tests".
+VERDICT_POLICIES: tuple[str, ...] = ("first_failure", "all_tests")
+DEFAULT_VERDICT_POLICY = "first_failure"
+VERDICT_POLICY_FILE = "verdict_policy.json"  # in a critic's / repair model's model dir
+
+
+def validate_verdict_policy(policy: str) -> str:
+    if policy not in VERDICT_POLICIES:
+        raise ValueError(f"unknown verdict policy {policy!r}; expected one of "
+                         f"{VERDICT_POLICIES}")
+    return policy
+
+
+def stops_at_first_failure(policy: str) -> bool:
+    """The sandbox's `stop_at_first_failure` flag of a verdict policy."""
+    return validate_verdict_policy(policy) == "first_failure"
+
+
+def check_verdict_policy(found: str | None, expected: str, *, where: str,
+                         allow_mismatch: bool = False) -> str | None:
+    """Checks that labels judged under `found` (None: not recorded, an old file) may be used
+    where `expected` is configured. A mismatch is an error naming both, unless
+    `allow_mismatch` (the explicit override); returns a warning line or None."""
+    validate_verdict_policy(expected)
+    if found is None:
+        return (f"{where}: no verdict policy recorded (an old file); assuming "
+                f"{expected!r}")
+    if found != expected:
+        message = (f"{where} was judged with verdict policy {found!r} but {expected!r} is "
+                   f"configured: the same program would get different outcomes. Rejudge "
+                   f"(`coderl execute --verdict-policy {expected}`) or set the override "
+                   f"(allow_verdict_policy_mismatch)")
+        if not allow_mismatch:
+            raise ValueError(message)
+        return "warning (override): " + message
+    return None
+
+
+def records_verdict_policy(records, where: str) -> str | None:
+    """The one verdict policy of a results file's records (None if none records it);
+    mixed policies in one file are an error."""
+    found = {r.get("verdict_policy") for r in records} - {None}
+    if len(found) > 1:
+        raise ValueError(f"{where} mixes verdict policies {sorted(found)}")
+    return found.pop() if found else None

@@ -1,6 +1,7 @@
 """`coderl demo`: the whole CodeRL pipeline on the embedded synthetic benchmark.
 
     coderl demo [--workdir DIR] [--seed S] [--quick] [--ablation] [--workers N]
+                [--set FIELD=VALUE ...]
 
 tokenizer -> pretrain (MSP + NTP) -> warm start (L_ce) -> sample + execute on the train
 split -> 4-class critic, binary critic, repair model -> online CodeRL -> CE+ control ->
@@ -20,9 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes (about 3 minutes): a smoke run of every stage")
     parser.add_argument("--ablation", action="store_true",
-                        help="also RL with each return estimator (A, B, C, D, group)")
+                        help="also RL with each return estimator (A, B, C, D, group, pass_at_k), "
+                        "the RL objectives (Table 3) and critic sampling's parts (Table 4)")
     parser.add_argument("--workers", type=int, default=None,
                         help="sandbox workers (default: CPU count)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a DemoConfig field (coderl_jax/demo/config.py), e.g. "
+                        "--set rl_steps=80 --set warm_stop_metric=heldout_nll; repeatable")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     from coderl_jax.demo import DemoConfig, run_demo
 
     options = dict(workdir=args.workdir, seed=args.seed, ablation=args.ablation,
-                   workers=args.workers)
+                   workers=args.workers, **DemoConfig.overrides(args.set))
     cfg = DemoConfig.quick(**options) if args.quick else DemoConfig(**options)
     run_demo(cfg)
     return 0

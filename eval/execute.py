@@ -2,7 +2,7 @@
 
     coderl execute --dataset {apps,mbpp,humaneval,synthetic} --data PATH \
         --samples SAMPLES.jsonl --out RESULTS.jsonl [--tests hidden|example] \
-        [--workers N] [--timeout SEC] [--stop-at-first-failure]
+        [--workers N] [--timeout SEC] [--verdict-policy first_failure|all_tests]
 
 Argument wiring only; the work is `coderl_jax.execution.execute_file` (also used by the
 demo). Never imports JAX or numpy: start-up is the interpreter plus the sandbox workers.
@@ -30,8 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel sandbox workers (default: CPU count)")
     parser.add_argument("--timeout", type=float, default=4.0, help="seconds per test")
     parser.add_argument("--memory-mb", type=int, default=2048, help="address-space limit")
+    parser.add_argument("--verdict-policy", choices=("first_failure", "all_tests"),
+                        default="first_failure",
+                        help="first_failure (default, as RL and the critic's labels): stop a "
+                        "program at its first failing test, which decides its outcome; "
+                        "all_tests: run every test (recorded in each results line)")
     parser.add_argument("--stop-at-first-failure", action="store_true",
-                        help="stop a program at its first failing test (the RL setting)")
+                        help="same as --verdict-policy first_failure (kept for old scripts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -43,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
         args.dataset, args.data, args.samples, args.out,
         example_tests=args.example_tests, tests=args.tests, workers=args.workers,
         timeout=args.timeout, memory_mb=args.memory_mb,
-        stop_at_first_failure=args.stop_at_first_failure, progress=not args.no_progress,
+        verdict_policy=("first_failure" if args.stop_at_first_failure
+                        else args.verdict_policy), progress=not args.no_progress,
     )
     print(summary_table(records))
     print(f"wrote {len(records)} results to {args.out} in {time.monotonic() - start:.1f} s")

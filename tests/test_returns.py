@@ -151,7 +151,8 @@ def test_empty_batch_and_empty_rows():
 
 def test_registry():
     assert returns.DEFAULT_ESTIMATOR == "coderl"
-    assert set(ESTIMATORS) == {"baseline", "critic", "decay", "coderl", "group"}
+    assert set(ESTIMATORS) == {"baseline", "critic", "decay", "coderl", "group",
+                               "pass_at_k", "positive_ce"}
     for alias, name in {"A": "baseline", "B": "critic", "C": "decay", "D": "coderl"}.items():
         assert get_estimator(alias) is ESTIMATORS[name]
         assert get_estimator(alias.lower()) is ESTIMATORS[name]

@@ -53,6 +53,10 @@ def with_rewards(groups_, table=outcomes.RETURNS):
 
 
 def build(groups_, probs=None, ref=None, part="both", **cfg):
+    """The batch under the per-problem CE rows and the "token" normalisation (the tests
+    below hand-compute those); tests/test_rl_batch_options.py covers the defaults."""
+    cfg.setdefault("ce_per_sample", 0)
+    cfg.setdefault("rl_normalisation", "token")
     config = RLConfig(problems_per_step=2, num_samples=3, **cfg)
     return build_rl_batch(with_rewards(groups_, config.return_table), probs, ref, config,
                           batch_rows=ROWS, encoder_length=ENC,

@@ -69,6 +69,16 @@ def _register_rl():
 RLConfig, train_rl = _register_rl()
 
 
+def _register_stopping():
+    from coderl_jax.training import stopping
+
+    # finetune.stopping = @EarlyStopping() + EarlyStopping.metric = 'heldout_greedy_pass@1'
+    return _external(stopping.EarlyStopping, "EarlyStopping", "coderl_jax.training")
+
+
+EarlyStopping = _register_stopping()
+
+
 def loader():
     """(init_model, tokenizer) -> InitModel with the gin-bound `load_init` options and the
     gin-bound `model_config` for a model built from scratch (called only then)."""

@@ -14,10 +14,12 @@ from coderl_jax.critic_sampling.driver import REFINE_STREAM, REPAIR_STREAM, Mode
 from coderl_jax.critic_sampling.planning import (Plan, RepairSeed, Seed, plan, program_score,
                                                  rank, refine_cut, seed_rows, split_count)
 from coderl_jax.critic_sampling.results import (KEPT_NO_EXAMPLE_TESTS, KEPT_NO_REPAIR_MODEL,
-                                                MODES, CriticSamplingResult, summarize, trace)
+                                                KEPT_REFINE_OFF, MODES, CriticSamplingResult,
+                                                cut_diagnostics, summarize, trace)
 
 __all__ = [
-    "KEPT_NO_EXAMPLE_TESTS", "KEPT_NO_REPAIR_MODEL", "MODES", "REFINE_STREAM", "REPAIR_STREAM",
+    "KEPT_NO_EXAMPLE_TESTS", "KEPT_NO_REPAIR_MODEL", "KEPT_REFINE_OFF", "MODES", "REFINE_STREAM", "REPAIR_STREAM",
     "CriticSamplingResult", "Models", "Plan", "RepairSeed", "Seed", "critic_sample", "plan",
     "program_score", "rank", "refine_cut", "seed_rows", "split_count", "summarize", "trace",
+    "cut_diagnostics",
 ]

@@ -52,7 +52,7 @@ import numpy as np
 
 from coderl_jax.critic_sampling.planning import Plan, _count, plan, seed_rows
 from coderl_jax.critic_sampling.results import (KEPT_NO_EXAMPLE_TESTS, KEPT_NO_REPAIR_MODEL,
-                                                CriticSamplingResult)
+                                                KEPT_REFINE_OFF, CriticSamplingResult)
 
 if TYPE_CHECKING:
     from coderl_jax.models.loading import LoadedModel
@@ -154,6 +154,7 @@ def critic_sample(
     seed: int = 0,
     batch_size: int = 8,
     initial: Sequence[Sequence[str]] | None = None,
+    refine: bool = True,
 ) -> list[CriticSamplingResult]:
     """Critic sampling (paper Sec. 3.3) for every problem: refine, or repair then refine.
 
@@ -170,6 +171,9 @@ def critic_sample(
       batch_size: prompts per initial decode call; refine and repair decode
         batch_size * N rows per call (the same number of decoder rows).
       initial: optional B lists of N programs to start from instead of sampling the actor.
+      refine: False skips every refine step (the paper's Table 4 "repair only"; "refine
+        only" is models.repair None): problems whose plan is refine keep their initial
+        programs (kept "refine_off"), repaired programs are final.
 
     Returns:
       B `CriticSamplingResult`s, in problem order, each with exactly N final programs.
@@ -183,14 +187,15 @@ def critic_sample(
     _score_and_plan(run, [(s, s.first) for s in judged])
     to_refine = [(s, s.first) for s in judged if s.first.plan.mode == "refine"]
     to_repair = [s for s in judged if s.first.plan.mode == "repair"]
+    refine_fn = _refine if refine else (lambda run, stage: None)
     if models.repair is None or not to_repair:
-        _refine(run, to_refine)
+        refine_fn(run, to_refine)
         return [_result(s) for s in states]
     _repair(run, to_repair)
     # The actor refines the first-round problems while the sandbox judges the repairs.
     _score_and_plan(run, [(s, s.repaired) for s in to_repair],
-                    overlap=functools.partial(_refine, run, to_refine))
-    _refine(run, [(s, s.repaired) for s in to_repair if s.repaired.plan.mode == "refine"])
+                    overlap=functools.partial(refine_fn, run, to_refine))
+    refine_fn(run, [(s, s.repaired) for s in to_repair if s.repaired.plan.mode == "refine"])
     return [_result(s) for s in states]
 
 
@@ -381,5 +386,5 @@ def _result(s: _ProblemState) -> CriticSamplingResult:
     if s.repaired is not None:
         return CriticSamplingResult(programs=tuple(s.repaired.texts), mode="repair",
                                     kept=None, **common)
-    return CriticSamplingResult(programs=s.initial, mode="none", kept=KEPT_NO_REPAIR_MODEL,
-                                **common)
+    kept = KEPT_REFINE_OFF if s.first.plan.mode == "refine" else KEPT_NO_REPAIR_MODEL
+    return CriticSamplingResult(programs=s.initial, mode="none", kept=kept, **common)

@@ -15,6 +15,7 @@ MODES: tuple[str, ...] = ("refine", "repair", "repair+refine", "none")
 # Why a problem kept its initial programs (`CriticSamplingResult.kept`).
 KEPT_NO_EXAMPLE_TESTS = "no_example_tests"
 KEPT_NO_REPAIR_MODEL = "no_repair_model"
+KEPT_REFINE_OFF = "refine_off"  # critic_sample(refine=False): the Table 4 ablation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,22 +64,36 @@ class CriticSamplingResult:
 
 
 def summarize(results: Sequence[CriticSamplingResult]) -> dict[str, int]:
-    """Counts for a report: problems, each mode, each `kept` reason, problems with P empty."""
+    """Counts for a report: problems, each mode, each `kept` reason, problems with P empty
+    (refine_off only when some problem has it)."""
     counts = {"problems": len(results), **{m: 0 for m in MODES},
               KEPT_NO_EXAMPLE_TESTS: 0, KEPT_NO_REPAIR_MODEL: 0, "no_initial_pass": 0}
     for r in results:
         counts[r.mode] += 1
         if r.kept:
-            counts[r.kept] += 1
+            counts[r.kept] = counts.get(r.kept, 0) + 1
         if r.initial_outcomes and r.num_passed == 0:
             counts["no_initial_pass"] += 1
     return counts
 
 
+def cut_diagnostics(results: Sequence[CriticSamplingResult]) -> dict[str, float]:
+    """The refine cuts of the deciding plans (`repair_plan` for "repair+refine", else
+    `plan`), per seed: how many, the share cut at token 0 (the refine becomes a fresh
+    resample: the critic never preferred Pass) and the mean cut position (tokens kept);
+    NaN without seeds."""
+    cuts = [seed.prefix_len for r in results if r.mode in ("refine", "repair+refine")
+            for seed in (r.repair_plan or r.plan).refine]
+    n = len(cuts)
+    return {"refine_seeds": n,
+            "cut_at_0_share": sum(c == 0 for c in cuts) / n if n else float("nan"),
+            "mean_cut": sum(cuts) / n if n else float("nan")}
+
+
 def trace(results: Sequence[CriticSamplingResult]) -> dict[str, Any]:
     """The per-problem path of a run as JSON-ready data: the summary, then per problem its
     mode, kept reason, |P| and the seeds of the deciding refine plan and of the repair plan."""
-    return {"summary": summarize(results),
+    return {"summary": summarize(results), "cuts": cut_diagnostics(results),
             "problems": [{"task_id": r.task_id, "mode": r.mode, "kept": r.kept,
                           "num_passed": r.num_passed,
                           "refine": [dataclasses.asdict(s) for s in

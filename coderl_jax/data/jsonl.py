@@ -134,13 +134,15 @@ def read_samples(path) -> list[Sample]:
 RESULT_FIELDS = ("task_id", "sample_index", "outcome", "error_type", "test_results", "reward")
 
 
-def result_record(task_id: str | int, sample_index: int, verdict) -> dict:
+def result_record(task_id: str | int, sample_index: int, verdict,
+                  verdict_policy: str | None = None) -> dict:
     """The results-file line of a `sandbox.Verdict` (or anything with the same fields).
 
     `task_id` is written as given: pass the samples file's own value (`Sample.raw_task_id`)
-    so an int id stays an int.
+    so an int id stays an int. `verdict_policy` (`outcomes.VERDICT_POLICIES`), when given,
+    is recorded in the line so later consumers can check it.
     """
-    return {
+    record = {
         "task_id": task_id,
         "sample_index": int(sample_index),
         "outcome": verdict.outcome,
@@ -148,6 +150,9 @@ def result_record(task_id: str | int, sample_index: int, verdict) -> dict:
         "test_results": list(verdict.test_results),
         "reward": verdict.reward,
     }
+    if verdict_policy is not None:
+        record["verdict_policy"] = outcomes.validate_verdict_policy(verdict_policy)
+    return record
 
 
 def write_results(path, records: Iterable[dict]) -> int:
@@ -184,6 +189,10 @@ def read_results(path) -> list[dict]:
                                  "false or true")
         if "reward" not in record:
             raise JsonlError(path, line, "missing field 'reward'")
+        policy = record.get("verdict_policy")
+        if policy is not None and policy not in outcomes.VERDICT_POLICIES:
+            raise JsonlError(path, line, f"unknown verdict_policy {policy!r}; expected one "
+                             f"of {outcomes.VERDICT_POLICIES}")
         reward = record["reward"]
         expected = None if outcome == outcomes.INTERNAL_ERROR else outcomes.RETURNS[outcome]
         if reward is None or expected is None:

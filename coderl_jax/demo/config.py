@@ -7,7 +7,7 @@ import dataclasses
 SYSTEMS = ("ce", "ce_plus", "coderl", "coderl_cs")
 SYSTEM_NAMES = {"ce": "CE (warm start)", "ce_plus": "CE+ (more L_ce)", "coderl": "CodeRL",
                 "coderl_cs": "CodeRL + critic sampling"}
-ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group")
+ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group", "pass_at_k")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,19 +29,42 @@ class DemoConfig:
     batch_size: int = 32
     learning_rate: float = 2e-3
     critic_problems: int = 400
-    critic_samples: int = 4
+    critic_samples: int = 8  # K >= 8 judged samples per critic train problem
     critic_steps: int = 120
     repair_steps: int = 80
     rl_steps: int = 40
     rl_problems_per_step: int = 8
     rl_samples: int = 4
     rl_learning_rate: float = 2e-4
-    eval_samples: int = 10
+    eval_samples: int = 20  # pass@1/5/10/20
     temperature: float = 0.6
     top_p: float = 0.95
     max_source_length: int = 256
     max_new_tokens: int = 64
     repair_top_m: int = 2
+    # One verdict policy for the critics' / repair model's labels and RL (outcomes.py).
+    verdict_policy: str = "first_failure"
+    # The critics' data: references in or out, class weighting ("none" / "balanced").
+    critic_references: bool = True
+    critic_class_weighting: str = "none"
+    # RL batch options (RLConfig): CE rows per RL sample, L_rl normalisation.
+    rl_ce_per_sample: int = 1
+    rl_normalisation: str = "sequence"
+    # The validation split: num_val_problems more problems drawn like train (the train
+    # draw's continuation: disjoint from test, may repeat train compositions with other
+    # inputs), data/val.jsonl. eval_split "validation" evaluates every system on it instead
+    # of the test split (decide knobs there; the test split only at the end), and the warm
+    # start's held-out evaluations use it.
+    num_val_problems: int = 0
+    eval_split: str = "test"
+    # The warm start's stopping rule (training/stopping.py): off with warm_stop_metric "";
+    # e.g. "heldout_greedy_pass@1" (needs warm_eval_problems > 0) or "heldout_nll", every
+    # warm_eval_period steps, warm_steps the cap, with warm_schedule ("linear": decaying).
+    warm_stop_metric: str = ""
+    warm_patience: int = 3
+    warm_eval_period: int = 0
+    warm_eval_problems: int = 0
+    warm_schedule: str = "constant"
 
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":
@@ -51,6 +74,25 @@ class DemoConfig:
                      critic_samples=2, critic_steps=8, repair_steps=6, rl_steps=4,
                      rl_problems_per_step=4, rl_samples=2, eval_samples=4)
         return cls(**{**sizes, **overrides})
+
+    @staticmethod
+    def overrides(pairs) -> dict:
+        """{"field": value} from "field=value" strings (`coderl demo --set`), each value
+        read as a Python literal (a bare word is a string); unknown fields are errors."""
+        import ast
+
+        names = {f.name for f in dataclasses.fields(DemoConfig)}
+        out = {}
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            if not sep or name not in names:
+                raise ValueError(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of "
+                                 f"{sorted(names)}")
+            try:
+                out[name] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                out[name] = text
+        return out
 
     def sampling(self, num_samples: int):
         """The demo's sampling for the synthetic benchmark: `num_samples` programs per

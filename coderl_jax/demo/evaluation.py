@@ -9,6 +9,8 @@ from typing import Any
 
 from coderl_jax.demo.config import DemoConfig
 
+REPORTED_K = (1, 5, 10, 20)  # pass@k columns (those <= the samples per problem)
+
 
 def evaluate_system(name: str, model_dir: str | None, test_path: pathlib.Path, test, out_dir,
                     cfg: DemoConfig, programs: list[list[str]] | None = None) -> dict:
@@ -46,22 +48,29 @@ def _judge_and_score(samples_path: pathlib.Path, test_path: pathlib.Path, test, 
                                    out_dir / f"results_{tests}.jsonl", tests=tests,
                                    workers=cfg.workers, progress=False)
     n = cfg.eval_samples
-    ks = sorted({1, min(5, n), n})
+    ks = sorted({k for k in REPORTED_K if k <= n} | {n})
     report = metrics.evaluate(rows["hidden"], ks, [(1, n), (min(5, n), n)], rows["example"],
                               {p.task_id: p.difficulty for p in test})
     groups = metrics.group_by_task(rows["hidden"])
     report["curve"] = {k: 100.0 * metrics.mean(metrics.pass_at_k_by_task(groups, k).values())
                        for k in range(1, n + 1)}
+    # Per problem, for the paired tests across systems and seeds (`demo/stats.py`).
+    report["per_problem"] = {str(t): float(v)
+                             for t, v in metrics.pass_at_k_by_task(groups, 1).items()}
     return report
 
 
 def critic_sampling_programs(cfg: DemoConfig, actor_dir, critic_dir, repair_dir, test,
-                             test_path: pathlib.Path
-                             ) -> tuple[list[list[str]], dict[str, int], dict[str, str]]:
+                             test_path: pathlib.Path, *, refine: bool = True,
+                             repair_top_m: int | None = None
+                             ) -> tuple[list[list[str]], dict[str, Any], dict[str, str]]:
     """The RL actor's programs refined/repaired by critic sampling (N per test problem).
 
-    Returns (the final programs per problem, `critic_sampling.summarize` of the run, each
-    problem's path: task id -> mode).
+    refine False / repair_dir None: the paper's Table 4 "repair only" / "refine only";
+    repair_top_m: M (default cfg.repair_top_m).
+    Returns (the final programs per problem, `critic_sampling.summarize` of the run with
+    its `cut_diagnostics` (refine_seeds, cut_at_0_share, mean_cut), each problem's path:
+    task id -> mode).
     """
     from coderl_jax import critic_sampling
     from coderl_jax.models.loading import load_model
@@ -69,15 +78,16 @@ def critic_sampling_programs(cfg: DemoConfig, actor_dir, critic_dir, repair_dir,
     from coderl_jax.scoring import Scorer
 
     # The repair model reads the actor's tokenizer (as the demo always has: one tokenizer).
-    repair = load_model(str(repair_dir), with_tokenizer=False)
+    repair = load_model(str(repair_dir), with_tokenizer=False) if repair_dir else None
     models = critic_sampling.Models(load_model(str(actor_dir)), Scorer.load(str(critic_dir)),
                                     repair)
     with Executor(cfg.workers, hide_paths=[str(test_path.parent.resolve())]) as executor:
         results = critic_sampling.critic_sample(
             test, models, executor, cfg.sampling(cfg.eval_samples),
-            repair_top_m=cfg.repair_top_m, max_source_length=cfg.max_source_length,
-            seed=cfg.seed)
-    return ([list(r.programs) for r in results], critic_sampling.summarize(results),
+            repair_top_m=repair_top_m or cfg.repair_top_m,
+            max_source_length=cfg.max_source_length, seed=cfg.seed, refine=refine)
+    summary = {**critic_sampling.summarize(results), **critic_sampling.cut_diagnostics(results)}
+    return ([list(r.programs) for r in results], summary,
             {r.task_id: r.mode for r in results})
 
 

@@ -29,7 +29,8 @@ class DemoRun:
     result: dict[str, Any] = dataclasses.field(default_factory=dict)
     stages: dict[str, float] = dataclasses.field(default_factory=dict)
     train: list = dataclasses.field(default_factory=list)  # train split problems
-    test: list = dataclasses.field(default_factory=list)  # test split problems
+    test: list = dataclasses.field(default_factory=list)  # evaluated problems (test or val)
+    val: list = dataclasses.field(default_factory=list)  # validation split problems
     models: dict[str, pathlib.Path] = dataclasses.field(default_factory=dict)
 
     @property
@@ -38,7 +39,13 @@ class DemoRun:
 
     @property
     def test_path(self) -> pathlib.Path:
-        return self.work / "data" / "test.jsonl"
+        """The evaluated split's problems: test, or validation (DemoConfig.eval_split)."""
+        return self.val_path if self.cfg.eval_split == "validation" else \
+            self.work / "data" / "test.jsonl"
+
+    @property
+    def val_path(self) -> pathlib.Path:
+        return self.work / "data" / "val.jsonl"
 
     @property
     def critic_data(self) -> pathlib.Path:
@@ -59,12 +66,21 @@ def make_problems(run: DemoRun) -> None:
     from coderl_jax.data import synthetic
 
     cfg = run.cfg
-    run.train = synthetic.generate_problems("train", cfg.num_train_problems, cfg.seed)
-    run.test = synthetic.generate_problems("test", cfg.num_test_problems, cfg.seed)
+    if cfg.eval_split not in ("test", "validation"):
+        raise ValueError(f"eval_split must be test or validation, got {cfg.eval_split!r}")
+    if cfg.eval_split == "validation" and not cfg.num_val_problems:
+        raise ValueError("eval_split 'validation' needs num_val_problems > 0")
+    drawn = synthetic.generate_problems("train", cfg.num_train_problems + cfg.num_val_problems,
+                                        cfg.seed)  # prefix-stable: train is the same
+    run.train, run.val = drawn[:cfg.num_train_problems], drawn[cfg.num_train_problems:]
+    test = synthetic.generate_problems("test", cfg.num_test_problems, cfg.seed)
     synthetic.save_problems(run.train, run.train_path)
-    synthetic.save_problems(run.test, run.test_path)
-    run.log(f"    {len(run.train)} train / {len(run.test)} test problems -> "
-            f"{run.train_path.parent}")
+    synthetic.save_problems(test, run.work / "data" / "test.jsonl")
+    if run.val:
+        synthetic.save_problems(run.val, run.val_path)
+    run.test = run.val if cfg.eval_split == "validation" else test
+    run.log(f"    {len(run.train)} train / {len(run.val)} validation / {len(test)} test "
+            f"problems -> {run.train_path.parent}; evaluating on {cfg.eval_split}")
 
 
 def make_tokenizer(run: DemoRun) -> None:
@@ -88,7 +104,8 @@ def warm_start(run: DemoRun) -> None:
     out = run.work / "warm"
     run.models["warm"] = training.finetune(run.cfg, out, run.train_path,
                                            run.models["pretrain"], run.quiet,
-                                           steps=run.cfg.warm_steps)
+                                           steps=run.cfg.warm_steps, warm=True,
+                                           eval_path=run.val_path if run.val else None)
     run.log(f"    loss {training.metric(out, 'loss'):.3f}, held-out "
             f"{training.metric(out, 'eval/heldout_nll'):.3f} -> {run.models['warm']}")
 
@@ -107,7 +124,8 @@ def sample_train_split(run: DemoRun) -> None:
                            batch_size=8, max_source_length=cfg.max_source_length,
                            progress=False)
     records = execute_file("synthetic", run.critic_data, samples_path, results_path,
-                           workers=cfg.workers, progress=False)
+                           workers=cfg.workers, verdict_policy=cfg.verdict_policy,
+                           progress=False)
     run.log("    " + summary_table(records).replace("\n", "\n    "))
 
 
@@ -121,12 +139,15 @@ def train_critics(run: DemoRun) -> None:
     for name, binary in (("critic", False), ("critic_binary", True)):
         run.models[name] = training.train_critic(run.cfg, run.work / name, binary=binary,
                                                  log=run.quiet, **_labelled_data(run))
-    for key, name in (("critic_accuracy", "critic"), ("binary_critic_accuracy", "critic_binary")):
+    for key, name in (("critic", "critic"), ("binary_critic", "critic_binary")):
         detail = training.critic_eval_report(run.work / name)
-        run.result[key] = detail.get("accuracy", float("nan"))
-        run.result[key + "_detail"] = detail
-    run.log(f"    held-out accuracy: 4-class {run.result['critic_accuracy']:.3f}, binary "
-            f"{run.result['binary_critic_accuracy']:.3f}")
+        run.result[f"{key}_accuracy"] = detail.get("accuracy", float("nan"))
+        run.result[f"{key}_majority_baseline"] = detail.get("majority_baseline", float("nan"))
+        run.result[f"{key}_accuracy_detail"] = detail
+    r = run.result
+    run.log(f"    held-out accuracy: 4-class {r['critic_accuracy']:.3f} (majority baseline "
+            f"{r['critic_majority_baseline']:.3f}), binary {r['binary_critic_accuracy']:.3f} "
+            f"(majority baseline {r['binary_critic_majority_baseline']:.3f})")
 
 
 def train_repair(run: DemoRun) -> None:
@@ -145,9 +166,13 @@ def train_rl(run: DemoRun) -> None:
 
 
 def train_ce_plus(run: DemoRun) -> None:
+    """The control: L_ce from the warm start with RL's optimizer settings and number of
+    updates, and at least as many reference rows per update as an RL step has rows."""
+    rows = training.rl_config(run.cfg, "coderl").rows
     run.models["ce_plus"] = training.finetune(
         run.cfg, run.work / "ce_plus", run.train_path, run.models["warm"], run.quiet,
-        steps=run.cfg.rl_steps, lr=run.cfg.rl_learning_rate)
+        steps=run.cfg.rl_steps, lr=run.cfg.rl_learning_rate,
+        batch_size=max(run.cfg.batch_size, rows))
 
 
 def evaluate_models(run: DemoRun) -> None:
@@ -191,6 +216,54 @@ def ablation(run: DemoRun) -> None:
         run.log(f"    {estimator}: pass@1 {r['pass@1']:.1f}")
 
 
+# The paper's Table 3: (name, estimator, RLConfig overrides); "L_ce + L_rl" is CodeRL's run.
+OBJECTIVE_ABLATION = (("L_ce only", "coderl", {"rl_weight": 0.0}),
+                      ("L_rl only", "coderl", {"ce_weight": 0.0}),
+                      ("L_ce on samples with r = 1", "positive_ce", {"ce_weight": 0.0}))
+
+
+def objective_ablation(run: DemoRun) -> None:
+    """RL objectives from the same warm start (paper Table 3), evaluated like CodeRL."""
+    cfg, n = run.cfg, run.cfg.eval_samples
+    table = {"L_ce + L_rl": {"pass@1": run.result["coderl"]["pass@1"],
+                             f"pass@{n}": run.result["coderl"][f"pass@{n}"]}}
+    for i, (name, estimator, overrides) in enumerate(OBJECTIVE_ABLATION):
+        out = run.work / "ablation_objective" / str(i)
+        model = training.train_rl(cfg, out, estimator=estimator, actor=run.models["warm"],
+                                  critic=run.models["critic"], train_path=run.train_path,
+                                  log=run.quiet, overrides=overrides)
+        r = evaluation.evaluate_system(name, str(model), run.test_path, run.test,
+                                       out / "eval", cfg)
+        table[name] = {"pass@1": r["pass@1"], f"pass@{n}": r[f"pass@{n}"]}
+        run.log(f"    {name}: pass@1 {r['pass@1']:.1f}")
+    run.result["ablation_objective"] = table
+
+
+# The paper's Table 4: (name, refine on, repair on, M); "no CS" is CodeRL's own evaluation.
+CS_ABLATION = (("refine only", True, False, 1), ("repair only, M=1", False, True, 1),
+               ("repair only, M=2", False, True, 2), ("refine + repair, M=1", True, True, 1),
+               ("refine + repair, M=2", True, True, 2))
+
+
+def critic_sampling_ablation(run: DemoRun) -> None:
+    """Critic sampling's parts on the CodeRL actor (paper Table 4), evaluated like CS."""
+    cfg, n = run.cfg, run.cfg.eval_samples
+    table = {"no CS": {"pass@1": run.result["coderl"]["pass@1"],
+                       f"pass@{n}": run.result["coderl"][f"pass@{n}"]}}
+    for i, (name, refine, repair, m) in enumerate(CS_ABLATION):
+        out = run.work / "ablation_cs" / str(i)
+        programs, summary, _ = evaluation.critic_sampling_programs(
+            cfg, run.models["coderl"], run.models["critic_binary"],
+            run.models["repair"] if repair else None, run.test, run.test_path,
+            refine=refine, repair_top_m=m)
+        r = evaluation.evaluate_system(name, None, run.test_path, run.test, out, cfg, programs)
+        table[name] = {"pass@1": r["pass@1"], f"pass@{n}": r[f"pass@{n}"],
+                       "cut_at_0_share": summary["cut_at_0_share"],
+                       "mean_cut": summary["mean_cut"]}
+        run.log(f"    {name}: pass@1 {r['pass@1']:.1f}, pass@{n} {r[f'pass@{n}']:.1f}")
+    run.result["ablation_critic_sampling"] = table
+
+
 Stage = tuple[str, Callable[[DemoRun], None]]
 
 STAGES: tuple[Stage, ...] = (
@@ -206,7 +279,10 @@ STAGES: tuple[Stage, ...] = (
     ("evaluate CE, CE+, CodeRL on the test split", evaluate_models),
     ("CodeRL + critic sampling", critic_sampling),
 )
-ABLATION_STAGE: Stage = ("ablation: return estimators A, B, C, D, group", ablation)
+ABLATION_STAGES: tuple[Stage, ...] = (
+    ("ablation: return estimators A, B, C, D, group, pass_at_k", ablation),
+    ("ablation: RL objectives (paper Table 3)", objective_ablation),
+    ("ablation: critic sampling parts (paper Table 4)", critic_sampling_ablation))
 
 
 @contextlib.contextmanager
@@ -224,7 +300,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
     start = time.monotonic()
     run = DemoRun(cfg, log, pathlib.Path(cfg.workdir))
     run.work.mkdir(parents=True, exist_ok=True)
-    stages = STAGES + ((ABLATION_STAGE,) if cfg.ablation else ())
+    stages = STAGES + (ABLATION_STAGES if cfg.ablation else ())
     total = len(stages) + 1  # and the report
     for name, stage in stages:
         with _timed(run, name, total):

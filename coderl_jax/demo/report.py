@@ -12,6 +12,11 @@ from typing import Any
 
 from coderl_jax.demo.config import SYSTEM_NAMES, SYSTEMS, DemoConfig
 
+# The keys every report.json has (issue 19): the systems, both critics beside their
+# majority-class baselines, the run's time and its stages' times.
+REPORT_KEYS = (*SYSTEMS, "critic_accuracy", "binary_critic_accuracy",
+               "critic_majority_baseline", "binary_critic_majority_baseline", "seconds",
+               "stages")
 OUTCOME_COLUMNS = ("CompileError", "RuntimeError", "FailedTest", "PassedTest", "InternalError")
 
 
@@ -24,7 +29,9 @@ def render_report(result: dict, cfg: DemoConfig) -> str:
     lines = [*_header(result, cfg), *_pass_at_k_table(result, cfg),
              *_difficulty_table(result), *_critics(result), *_outcome_table(result),
              *_error_subtypes(result), *_critic_sampling_paths(result),
-             *_ablation_table(result, cfg), *_stage_times(result)]
+             *_ablation_table(result, cfg), *_objective_table(result, cfg),
+             *_cs_ablation_table(result, cfg),
+             *_stage_times(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -37,15 +44,18 @@ def _header(result: dict, cfg: DemoConfig) -> list[str]:
 
 
 def _pass_at_k_table(result: dict, cfg: DemoConfig) -> list[str]:
+    from coderl_jax.demo.evaluation import REPORTED_K
+
     n, k5 = cfg.eval_samples, min(5, cfg.eval_samples)
+    ks = sorted({k for k in REPORTED_K if k <= n} | {n})
     lines = ["## pass@k and n@k on the test split (%)", "",
-             f"| system | pass@1 | pass@{k5} | pass@{n} | 1@{n} | {k5}@{n} |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| system | " + " | ".join(f"pass@{k}" for k in ks) + f" | 1@{n} | {k5}@{n} |",
+             "|---|" + "---:|" * (len(ks) + 2)]
     for key in SYSTEMS:
         r = result[key]
-        lines.append(f"| {SYSTEM_NAMES[key]} | {_pct(r['pass@1'])} | {_pct(r[f'pass@{k5}'])} | "
-                     f"{_pct(r[f'pass@{n}'])} | {_pct(r['n@k'][f'1@{n}'])} | "
-                     f"{_pct(r['n@k'][f'{k5}@{n}'])} |")
+        lines.append(f"| {SYSTEM_NAMES[key]} | "
+                     + " | ".join(_pct(r[f"pass@{k}"]) for k in ks)
+                     + f" | {_pct(r['n@k'][f'1@{n}'])} | {_pct(r['n@k'][f'{k5}@{n}'])} |")
     return lines
 
 
@@ -66,10 +76,18 @@ def _difficulty_table(result: dict) -> list[str]:
 
 
 def _critics(result: dict) -> list[str]:
-    return ["", "## Critics (held-out problems of the train split)", "",
-            f"- 4-class critic accuracy: {result['critic_accuracy']:.3f} "
-            "(paper: > 0.75 on APPS)",
-            f"- binary critic accuracy: {result['binary_critic_accuracy']:.3f}"]
+    lines = ["", "## Critics (held-out problems of the train split)", "",
+             "| critic | accuracy | majority-class baseline | balanced accuracy | recall |",
+             "|---|---:|---:|---:|---|"]
+    for name, key in (("4-class", "critic"), ("binary", "binary_critic")):
+        d = result.get(f"{key}_accuracy_detail", {})
+        recall = ", ".join(f"{c} {'-' if v is None else f'{v:.2f}'}"
+                           for c, v in d.get("recall", {}).items())
+        lines.append(f"| {name} | {result[f'{key}_accuracy']:.3f} | "
+                     f"{result.get(f'{key}_majority_baseline', float('nan')):.3f} "
+                     f"({d.get('majority_class', '-')}) | "
+                     f"{d.get('balanced_accuracy', float('nan')):.3f} | {recall} |")
+    return lines + ["", "(paper: 4-class accuracy > 0.75 on APPS)"]
 
 
 def _outcome_table(result: dict) -> list[str]:
@@ -118,6 +136,30 @@ def _ablation_table(result: dict, cfg: DemoConfig) -> list[str]:
     return lines
 
 
+def _objective_table(result: dict, cfg: DemoConfig) -> list[str]:
+    if "ablation_objective" not in result:
+        return []
+    n = cfg.eval_samples
+    return ["", "## RL objectives (paper Table 3)", "", f"| objective | pass@1 | pass@{n} |",
+            "|---|---:|---:|",
+            *(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} |"
+              for name, row in result["ablation_objective"].items())]
+
+
+def _cs_ablation_table(result: dict, cfg: DemoConfig) -> list[str]:
+    if "ablation_critic_sampling" not in result:
+        return []
+    n = cfg.eval_samples
+    lines = ["", "## Critic sampling parts (paper Table 4)", "",
+             f"| variant | pass@1 | pass@{n} | seeds cut at token 0 | mean cut (tokens) |",
+             "|---|---:|---:|---:|---:|"]
+    for name, row in result["ablation_critic_sampling"].items():
+        cut0, mean = row.get("cut_at_0_share", float("nan")), row.get("mean_cut", float("nan"))
+        lines.append(f"| {name} | {_pct(row['pass@1'])} | {_pct(row[f'pass@{n}'])} | "
+                     f"{cut0:.2f} | {mean:.1f} |")
+    return lines
+
+
 def _stage_times(result: dict) -> list[str]:
     return ["", "## Stages (s)", "", "| stage | seconds |", "|---|---:|",
             *(f"| {k} | {v} |" for k, v in result["stages"].items())]
@@ -139,7 +181,11 @@ def write_markdown_and_plots(result: dict, cfg: DemoConfig, workdir: pathlib.Pat
 
 
 def write_json(result: dict[str, Any], workdir: pathlib.Path) -> pathlib.Path:
-    """Write report.json (every number of the run, its stage times and config)."""
+    """Write report.json (every number of the run, its stage times and config); a result
+    without one of REPORT_KEYS is an error."""
+    missing = [k for k in REPORT_KEYS if k not in result]
+    if missing:
+        raise ValueError(f"report.json would miss {missing}")
     path = workdir / "report.json"
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return path

@@ -1,13 +1,15 @@
 """The demo's calls into the training stages, one small function per stage.
 
-Each binds the gin config its CLI command would parse (its run file, the demo experiment
-`experiments/demo_cpu.gin`, the demo's sizes as overrides) and calls the library stage. This
-is the only module of the demo that knows how a training stage is configured: when the
-stages take their config dataclasses as arguments, only these functions change.
+Each builds the config dataclasses the stage takes (`TrainerConfig`, `OptimizerConfig`,
+`RLConfig`, the scratch `T5Config`) from the demo's sizes and calls the library stage
+directly: no gin. The values are those the CLI would get from its run file plus
+`experiments/demo_cpu.gin` (constant schedule, no weight decay, clip 1.0, the demo model),
+so `coderl <stage> --gin_file experiments/demo_cpu.gin` reproduces a demo stage.
 """
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from collections.abc import Callable
 
@@ -16,19 +18,31 @@ from coderl_jax.demo.config import DemoConfig
 Log = Callable[[str], None]
 
 
-def _gin(run: str, bindings: list[str]) -> None:
-    """The gin config a CLI command would parse: its run file, the demo experiment, overrides."""
-    from coderl_jax import gin_utils
+def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: int = 10,
+             schedule: str = "constant", eval_period: int = 0,
+             batch_size: int | None = None) -> dict:
+    """trainer, optimizer and loader of a demo stage (`experiments/demo_cpu.gin`'s values)."""
+    from coderl_jax.models.config import T5Config
+    from coderl_jax.training.loop import TrainerConfig
+    from coderl_jax.training.model_io import load_init
+    from coderl_jax.training.optimizer import OptimizerConfig
 
-    gin_utils.parse(["experiments/demo_cpu.gin"], bindings, defaults=[f"runs/{run}.gin"])
+    trainer = TrainerConfig(train_steps=steps, batch_size=batch_size or cfg.batch_size,
+                            checkpoint_period=max(steps, 1), keep_checkpoints=2,
+                            log_period=log_period, eval_period=eval_period, seed=cfg.seed,
+                            progress=False)
+    optimizer = OptimizerConfig(learning_rate=lr or cfg.learning_rate, schedule=schedule,
+                                weight_decay=0.0, clip_norm=1.0)
+    scratch = functools.partial(
+        T5Config, vocab_size=cfg.vocab_size, d_model=128, d_kv=32, d_ff=512, num_layers=2,
+        num_decoder_layers=2, num_heads=4, dropout_rate=0.0, feed_forward_proj="relu",
+        tie_word_embeddings=True, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
+    return {"trainer": trainer, "optimizer": optimizer,
+            "loader": functools.partial(load_init, scratch_config=scratch)}
 
 
-def _common_bindings(cfg: DemoConfig, steps: int, lr: float | None = None) -> list[str]:
-    return [f"TRAIN_STEPS = {steps}", f"BATCH_SIZE = {cfg.batch_size}",
-            f"LEARNING_RATE = {lr or cfg.learning_rate}", f"SEED = {cfg.seed}",
-            f"MAX_SOURCE_LENGTH = {cfg.max_source_length}",
-            f"MAX_TARGET_LENGTH = {cfg.max_new_tokens}", f"T5Config.vocab_size = {cfg.vocab_size}",
-            f"CHECKPOINT_PERIOD = {max(steps, 1)}", "PROGRESS = False"]
+def _lengths(cfg: DemoConfig) -> dict:
+    return {"max_source_length": cfg.max_source_length, "max_target_length": cfg.max_new_tokens}
 
 
 def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path,
@@ -36,21 +50,33 @@ def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path
     """`coderl pretrain`: MSP + NTP on the standard library corpus."""
     from coderl_jax.training.pretrain import pretrain as run
 
-    _gin("pretrain", _common_bindings(cfg, cfg.pretrain_steps)
-         + ["ENCODER_LENGTH = 128", "DECODER_LENGTH = 64"])
     return run(str(workdir), tokenizer=str(tokenizer_dir),
-               corpus_max_bytes=cfg.pretrain_corpus_bytes, log=log)
+               corpus_max_bytes=cfg.pretrain_corpus_bytes, encoder_length=128,
+               decoder_length=64, msp_rate=0.5, log=log,
+               **_configs(cfg, cfg.pretrain_steps))
 
 
 def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
              init_model: pathlib.Path, log: Log, *, steps: int,
-             lr: float | None = None) -> pathlib.Path:
-    """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control)."""
+             lr: float | None = None, warm: bool = False,
+             eval_path: pathlib.Path | None = None,
+             batch_size: int | None = None) -> pathlib.Path:
+    """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control).
+    warm: with the warm start's schedule, evaluations and stopping rule (DemoConfig.warm_*),
+    held out on `eval_path` (the validation split) when given."""
     from coderl_jax.training.finetune import finetune as run
+    from coderl_jax.training.stopping import EarlyStopping
 
-    _gin("finetune", _common_bindings(cfg, steps, lr=lr))
+    extra, configs = {"eval_problems": 0}, _configs(cfg, steps, lr=lr, batch_size=batch_size)
+    if warm:
+        configs = _configs(cfg, steps, lr=lr, schedule=cfg.warm_schedule,
+                           eval_period=cfg.warm_eval_period)
+        extra = {"eval_problems": cfg.warm_eval_problems,
+                 "eval_data": str(eval_path) if eval_path else None,
+                 "stopping": EarlyStopping(cfg.warm_stop_metric, patience=cfg.warm_patience)}
     return run(str(workdir), dataset="synthetic", data=str(train_path),
-               init_model=str(init_model), holdout_fraction=0.05, eval_problems=0, log=log)
+               init_model=str(init_model), holdout_fraction=0.05, log=log,
+               **extra, **_lengths(cfg), **configs)
 
 
 def train_critic(cfg: DemoConfig, workdir: pathlib.Path, *, binary: bool, samples: pathlib.Path,
@@ -59,10 +85,12 @@ def train_critic(cfg: DemoConfig, workdir: pathlib.Path, *, binary: bool, sample
     """`coderl train-critic` (4-class, or `--binary`) on the labelled train samples."""
     from coderl_jax.training.critic import train_critic as run
 
-    _gin("critic", _common_bindings(cfg, cfg.critic_steps, lr=cfg.learning_rate / 2))
     return run(str(workdir), binary=binary, samples=str(samples), results=str(results),
                dataset="synthetic", data=str(data), init_model=str(init_model),
-               holdout_fraction=0.2, log=log)
+               holdout_fraction=0.2, include_references=cfg.critic_references,
+               class_weighting=cfg.critic_class_weighting,
+               verdict_policy=cfg.verdict_policy, log=log, **_lengths(cfg),
+               **_configs(cfg, cfg.critic_steps, lr=cfg.learning_rate / 2))
 
 
 def train_repair(cfg: DemoConfig, workdir: pathlib.Path, *, samples: pathlib.Path,
@@ -71,24 +99,39 @@ def train_repair(cfg: DemoConfig, workdir: pathlib.Path, *, samples: pathlib.Pat
     """`coderl train-repair` on the failed train samples."""
     from coderl_jax.training.repair import train_repair as run
 
-    _gin("repair", _common_bindings(cfg, cfg.repair_steps))
     return run(str(workdir), samples=str(samples), results=str(results), dataset="synthetic",
-               data=str(data), init_model=str(init_model), log=log)
+               data=str(data), init_model=str(init_model), verdict_policy=cfg.verdict_policy,
+               log=log, **_lengths(cfg), **_configs(cfg, cfg.repair_steps))
+
+
+def rl_config(cfg: DemoConfig, estimator: str):
+    """The demo's `RLConfig` (runs/rl.gin's values with the demo's sizes)."""
+    from coderl_jax.rl.config import RLConfig
+
+    return RLConfig(problems_per_step=cfg.rl_problems_per_step, num_samples=cfg.rl_samples,
+                    estimator=estimator, reward="coderl", temperature=cfg.temperature,
+                    top_p=cfg.top_p, max_source_length=cfg.max_source_length,
+                    max_new_tokens=cfg.max_new_tokens, objective="sum", ce_weight=1.0,
+                    rl_weight=1.0, kl_coef=0.0, workers=cfg.workers,
+                    verdict_policy=cfg.verdict_policy, ce_per_sample=cfg.rl_ce_per_sample,
+                    rl_normalisation=cfg.rl_normalisation)
 
 
 def train_rl(cfg: DemoConfig, workdir: pathlib.Path, *, estimator: str,
              actor: pathlib.Path, critic: pathlib.Path, train_path: pathlib.Path,
-             log: Log) -> pathlib.Path:
-    """`coderl train-rl`: online CodeRL from `actor` with the return `estimator`."""
-    from coderl_jax.rl.run import train_rl as run
+             log: Log, overrides: dict | None = None) -> pathlib.Path:
+    """`coderl train-rl`: online CodeRL from `actor` with the return `estimator`
+    (`overrides`: other RLConfig fields, e.g. {"ce_weight": 0.0} for an ablation)."""
+    import dataclasses
 
-    _gin("rl", _common_bindings(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate) + [
-        f"PROBLEMS_PER_STEP = {cfg.rl_problems_per_step}", f"NUM_SAMPLES = {cfg.rl_samples}",
-        f"ESTIMATOR = '{estimator}'", f"RLConfig.temperature = {cfg.temperature}",
-        f"RLConfig.top_p = {cfg.top_p}", f"RLConfig.workers = {cfg.workers}",
-        "LOG_PERIOD = 1"])
+    from coderl_jax.rl.stage import train_rl as run
+
+    configs = _configs(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate, log_period=1)
     return run(str(workdir), actor=str(actor), critic=str(critic), dataset="synthetic",
-               data=str(train_path), log=log)
+               data=str(train_path), log=log,
+               rl=dataclasses.replace(rl_config(cfg, estimator), **(overrides or {})),
+               trainer=configs["trainer"], optimizer=configs["optimizer"],
+               loader=configs["loader"])
 
 
 def critic_eval_report(workdir: pathlib.Path) -> dict:

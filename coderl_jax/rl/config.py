@@ -19,7 +19,16 @@ OBJECTIVES = ("sum", "alternate")
 
 @dataclasses.dataclass(frozen=True)
 class RLConfig:
-    """problems_per_step P and num_samples K fix the batch: P * K RL rows + P CE rows.
+    """problems_per_step P and num_samples K fix the batch: P * K RL rows + the CE rows.
+
+    ce_per_sample: CE rows per RL sample, each a reference of the sample's problem drawn at
+      random (seeded); 1 (default) is the official release's pairing; 0: one CE row per
+      problem (P rows, the earlier behaviour of this code).
+    rl_normalisation: how L_rl's token weights are normalised (`rl/batch.py`
+      NORMALISATIONS, registry): "sequence" (each sequence's token mean, averaged over
+      the step's sequences: the official release, default), "token" (over all RL tokens of
+      the step) or "sum" (each sequence's token sum, averaged over sequences: the paper's
+      equation). The KL term follows it.
 
     estimator: a registered return estimator (`returns.register_estimator`) or alias
       ("coderl" = D, the default); estimator_options: its keyword options (e.g.
@@ -31,9 +40,14 @@ class RLConfig:
       `outcomes.RETURNS`), e.g. a 0/1 pass reward {"CompileError": 0, "RuntimeError": 0,
       "FailedTest": 0, "PassedTest": 1}; every outcome must be given.
     objective: "sum" (L_ce * ce_weight + L_rl * rl_weight in one update, the paper's text) or
-      "alternate": two optimizer updates per RL iteration, a CE-only one then an RL-only one.
+      "alternate": TWO optimizer updates per RL iteration (two optimizer steps, two
+      learning-rate steps), a CE-only one then an RL-only one.
       (The official release alternates CE and RL micro-steps inside ONE update, which
       accumulates to the gradient of "sum"; "alternate" here is an ablation.)
+    verdict_policy: `outcomes.VERDICT_POLICIES` (None: "first_failure", the default of
+      `coderl execute` and the critic, or "all_tests" for a reward that reads every test);
+      checked at start-up against the critic's labels and offline results files, a
+      mismatch failing unless allow_verdict_policy_mismatch.
     kl_coef: weight of the per-token KL penalty to the reference policy (0 = off).
     chunk_problems: problems decoded per sampling call (programs go to the sandbox per chunk).
     overlap: False waits for every verdict before the critic pass (for measurements).
@@ -63,6 +77,10 @@ class RLConfig:
     save_rollouts: bool = False
     returns: dict | None = None
     length_buckets: tuple = (0.5, 0.75, 1.0)
+    verdict_policy: str | None = None
+    allow_verdict_policy_mismatch: bool = False
+    ce_per_sample: int = 1
+    rl_normalisation: str = "sequence"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -73,6 +91,13 @@ class RLConfig:
         for name in ("problems_per_step", "num_samples", "max_new_tokens", "chunk_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        from coderl_jax.rl.batch import NORMALISATIONS
+
+        if self.rl_normalisation not in NORMALISATIONS:
+            raise ValueError(f"RLConfig.rl_normalisation must be one of "
+                             f"{tuple(NORMALISATIONS)}, got {self.rl_normalisation!r}")
+        if self.ce_per_sample < 0:
+            raise ValueError(f"RLConfig.ce_per_sample must be >= 0, got {self.ce_per_sample}")
         if self.kl_coef < 0:
             raise ValueError(f"RLConfig.kl_coef must be >= 0, got {self.kl_coef}")
         if self.returns is not None:
@@ -85,6 +110,18 @@ class RLConfig:
             raise ValueError(f"RLConfig.length_buckets are fractions in (0, 1], got "
                              f"{self.length_buckets}")
         self.reward_fn  # noqa: B018  (unknown reward options fail at start-up)
+        if self.verdict_policy is not None:
+            outcomes.validate_verdict_policy(self.verdict_policy)
+            if self.needs_all_tests and self.verdict_policy != "all_tests":
+                raise ValueError(f"reward {self.reward!r} reads every test: it needs "
+                                 f"verdict_policy 'all_tests', got {self.verdict_policy!r}")
+
+    @property
+    def policy(self) -> str:
+        """The resolved verdict policy (see verdict_policy)."""
+        if self.verdict_policy is not None:
+            return self.verdict_policy
+        return "all_tests" if self.needs_all_tests else outcomes.DEFAULT_VERDICT_POLICY
 
     @property
     def return_table(self) -> dict[str, float]:
@@ -116,4 +153,6 @@ class RLConfig:
 
     @property
     def rows(self) -> int:
-        return self.problems_per_step * (self.num_samples + 1)
+        """Rows per step: P * K RL rows + P * K * ce_per_sample CE rows (P with 0)."""
+        rl = self.problems_per_step * self.num_samples
+        return rl + (rl * self.ce_per_sample if self.ce_per_sample else self.problems_per_step)

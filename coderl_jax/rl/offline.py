@@ -18,10 +18,11 @@ from coderl_jax.training.labelled import read_labelled_samples
 
 
 def _read(samples_path, results_path, problems: dict, tokenizer, max_target_length: int,
-          reward_fn: Callable) -> dict[str, list]:
-    """task id -> [(token ids, outcome, reward)] in file order."""
+          reward_fn: Callable, policy: dict) -> dict[str, list]:
+    """task id -> [(token ids, outcome, reward)] in file order (the results file checked
+    against `policy`: read_labelled_samples' verdict-policy keywords)."""
     labelled, _ = read_labelled_samples(samples_path, results_path, problems,
-                                        keep_internal=True)
+                                        keep_internal=True, **policy)
     out: dict[str, list] = {}
     for s in labelled:
         ids = s.tokens
@@ -36,11 +37,15 @@ def _read(samples_path, results_path, problems: dict, tokenizer, max_target_leng
 def offline_groups(problems: Sequence[ProblemData], samples_path, results_path,
                    baseline_samples_path=None, baseline_results_path=None, *, tokenizer,
                    num_samples: int, max_target_length: int,
-                   reward_fn: Callable) -> list[Group]:
+                   reward_fn: Callable, verdict_policy: str | None = None,
+                   allow_verdict_policy_mismatch: bool = False) -> list[Group]:
     """One judged `Group` per problem with samples in the file, in problem order (as the
-    online mode's pool: the same seed gives the same problem batches)."""
+    online mode's pool: the same seed gives the same problem batches). With
+    `verdict_policy`, both results files must have been judged with it."""
     by_id = {d.problem.task_id: d.problem for d in problems}
-    args = (by_id, tokenizer, max_target_length, reward_fn)
+    policy = dict(verdict_policy=verdict_policy,
+                  allow_verdict_policy_mismatch=allow_verdict_policy_mismatch)
+    args = (by_id, tokenizer, max_target_length, reward_fn, policy)
     sampled = _read(samples_path, results_path, *args)
     base = (_read(baseline_samples_path, baseline_results_path, *args)
             if baseline_samples_path else {})
@@ -53,5 +58,6 @@ def offline_groups(problems: Sequence[ProblemData], samples_path, results_path,
         b = base[task_id][0] if task_id in base else None
         groups.append(Group(task_id, d.prompt_ids, d.reference_ids, [e[0] for e in entries],
                             [e[1] for e in entries], None if b is None else b[1],
-                            [e[2] for e in entries], None if b is None else b[2]))
+                            [e[2] for e in entries], None if b is None else b[2],
+                            references=d.references))
     return groups

@@ -23,6 +23,8 @@ al. 2022, Sec. 4 ablation of the return estimate), plus one group baseline beyon
 | "decay"    | "C"   | r(W^s_i) - r(W^b_i)            | d_i(t) (linear decay)  |
 | "coderl"   | "D"   | r(W^s_i) - r(W^b_i)            | q_i(t)   (the default) |
 | "group"    |       | r(W^s_i) - mean_{group(i)} r   | q_i(t)                 |
+| "pass_at_k"|       | Pass@k Training (rl/passk.py)  | 1                      |
+| "positive_ce" |    | 1 if the sample passed, else 0 | 1                      |
 
 * r(W^s_i): the sample's return (`coderl_jax.outcomes.RETURNS` of its outcome); r(W^b_i):
   the return of the greedy program of the same problem (the paper's baseline, Sec. 3.2).
@@ -71,6 +73,8 @@ import inspect
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from coderl_jax.rl.passk import pass_at_k_advantage, positive_advantage
 
 DEFAULT_ESTIMATOR = "coderl"
 
@@ -302,6 +306,11 @@ ESTIMATORS: dict[str, Estimator] = {
         Estimator("group", None, ("group_ids", "token_values"),
                   ("std_scale", "leave_one_out", "eps"), _group_advantage, _critic_scale,
                   "(r - group mean) * q * mask: group baseline (GRPO / RLOO style)"),
+        Estimator("pass_at_k", None, ("group_ids",), ("k", "pass_return"),
+                  pass_at_k_advantage, _ones_scale,
+                  "Pass@k Training's group advantage * mask (rl/passk.py, no critic)"),
+        Estimator("positive_ce", None, (), ("pass_return",), positive_advantage, _ones_scale,
+                  "[r = 1] * mask: L_ce on the passing samples (paper Table 3)"),
     )
 }
 ALIASES: dict[str, str] = {e.alias: e.name for e in ESTIMATORS.values() if e.alias}

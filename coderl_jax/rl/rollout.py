@@ -75,11 +75,13 @@ def score_samples(critic, reference, flat_prompts: Sequence[list[int]],
 
 @dataclasses.dataclass
 class ProblemData:
-    """A problem with its encoded prompt and CE reference (None if none fits)."""
+    """A problem with its encoded prompt, CE reference (the first that fits; None if none
+    fits) and every reference that fits (RLConfig.ce_per_sample draws from them)."""
 
     problem: Any
     prompt_ids: list[int]
     reference_ids: list[int] | None
+    references: list = dataclasses.field(default_factory=list)
 
 
 def prepare_problems(problems, tokenizer, max_source_length: int, max_target_length: int
@@ -90,13 +92,13 @@ def prepare_problems(problems, tokenizer, max_source_length: int, max_target_len
     for p in problems:
         prompt = format_prompt(p, tokenizer, max_source_length)
         prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        reference = None
+        references = []
         for solution in p.solutions:
             ids = tokenizer.encode(solution, add_special_tokens=False) + [tokenizer.eos_token_id]
             if len(ids) <= max_target_length:
-                reference = ids
-                break
-        out.append(ProblemData(p, prompt_ids, reference))
+                references.append(ids)
+        out.append(ProblemData(p, prompt_ids, references[0] if references else None,
+                               references))
     return out
 
 
@@ -269,7 +271,8 @@ class Rollout:
         """The problem's samples with their verdicts' outcomes and rewards."""
         base = None if baseline is None else baseline[0]
         return Group(task_id=d.problem.task_id, prompt_ids=d.prompt_ids,
-                     reference_ids=d.reference_ids, samples=samples,
+                     reference_ids=d.reference_ids, references=d.references,
+                     samples=samples,
                      outcomes=[v.outcome for v in verdicts],
                      baseline_outcome=None if base is None else base.outcome,
                      rewards=[self._reward(d.problem, v) for v in verdicts],
@@ -289,7 +292,8 @@ class Rollout:
             futures[kind][i] = [
                 self.executor.submit(batch[i].problem, decode_program(self.tokenizer, ids),
                                      tests="hidden",
-                                     stop_at_first_failure=not self.cfg.needs_all_tests)
+                                     stop_at_first_failure=outcomes.stops_at_first_failure(
+                                         self.cfg.policy))
                 for ids in programs[j * per:(j + 1) * per]]
 
     @staticmethod

@@ -33,8 +33,9 @@ def problem_batch(num_problems: int, per_step: int, seed: int, position: int) ->
     return out
 
 
-def rl_draw(judged: Judged, cfg, timings: dict) -> Draw:
-    """The draw of one RL iteration: its batch(es) and its (global) metrics."""
+def rl_draw(judged: Judged, cfg, timings: dict, seed: int = 0) -> Draw:
+    """The draw of one RL iteration: its batch(es) and its (global) metrics; `seed` draws
+    the CE rows' references (RLConfig.ce_per_sample)."""
     parts = ("both",) if cfg.objective == "sum" else ("ce", "rl")
     encoder_length, decoder_length = bucket_lengths(judged.groups, cfg)
     batches, stats = [], {}
@@ -42,7 +43,8 @@ def rl_draw(judged: Judged, cfg, timings: dict) -> Draw:
         batch, stats = build_rl_batch(
             judged.groups, judged.token_probs, judged.reference_log_probs, cfg,
             batch_rows=cfg.rows // jax.process_count(), encoder_length=encoder_length,
-            decoder_length=decoder_length, part=part)
+            decoder_length=decoder_length, part=part,
+            seed=seed + 7919 * jax.process_index())
         batches.append(batch)
     groups = judged.groups
     # Counts summed over processes: process 0 logs the whole batch's figures.
@@ -77,7 +79,7 @@ class _RLSource:
         timings: dict[str, float] = {}
         judged = self._judge(state.params, process_rows(indices), timings)
         self.position += 1
-        return rl_draw(judged, self.cfg, timings)
+        return rl_draw(judged, self.cfg, timings, seed=self.seed * 1_000_003 + self.position)
 
     def _judge(self, params, indices: Sequence[int], timings: dict) -> Judged:
         raise NotImplementedError

@@ -55,6 +55,24 @@ def _check(cfg: RLConfig, trainer: loop.TrainerConfig, critic, samples, results,
     if cfg.needs_critic and not critic:
         raise ValueError(f"return estimator {cfg.estimator!r} needs a critic (--critic, from "
                          "`coderl train-critic`); RLConfig.estimator='A' needs none")
+    if critic and cfg.needs_critic:
+        check_critic_policy(critic, cfg, log)
+
+
+def check_critic_policy(critic: str, cfg: RLConfig, log) -> None:
+    """The critic's labels must have been judged with RL's verdict policy (the policy its
+    model dir records, `outcomes.VERDICT_POLICY_FILE`); a mismatch fails unless
+    RLConfig.allow_verdict_policy_mismatch."""
+    import json
+
+    from coderl_jax import outcomes
+
+    path = pathlib.Path(critic, outcomes.VERDICT_POLICY_FILE)
+    found = json.loads(path.read_text())["verdict_policy"] if path.exists() else None
+    note = outcomes.check_verdict_policy(found, cfg.policy, where=f"critic {critic}",
+                                         allow_mismatch=cfg.allow_verdict_policy_mismatch)
+    if note:
+        log(f"[train-rl] {note}")
 
 
 def _scorers(cfg: RLConfig, actor: str, critic: str | None, reference: str | None):
@@ -104,7 +122,9 @@ def train_rl(workdir: str, *, actor: str, dataset: str, rl: RLConfig,
         groups = offline.offline_groups(
             prepared, samples, results, baseline_samples, baseline_results,
             tokenizer=init.tokenizer, num_samples=cfg.num_samples,
-            max_target_length=cfg.max_new_tokens, reward_fn=cfg.reward_fn)
+            max_target_length=cfg.max_new_tokens, reward_fn=cfg.reward_fn,
+            verdict_policy=cfg.policy,
+            allow_verdict_policy_mismatch=cfg.allow_verdict_policy_mismatch)
         log(f"[train-rl] offline: {len(groups)} problems with samples in {samples}")
         source = OfflineSource(cfg, groups, critic_scorer, ref_scorer, trainer.seed)
     else:

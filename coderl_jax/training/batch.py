@@ -145,7 +145,8 @@ def critic_inputs(batch: Batch) -> Batch:
 
 def critic_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder_length: int,
                  decoder_length: int, num_rows: float | None = None) -> Batch:
-    """A batch whose loss is the critic's: each example has a "label"; label_weights = 1/rows.
+    """A batch whose loss is the critic's: each example has a "label"; label_weights =
+    (the example's "class_weight", default 1) / rows.
 
     Decoder inputs are the programs themselves (`critic_inputs`).
     """
@@ -155,7 +156,8 @@ def critic_batch(examples: Sequence[Mapping[str, Any]], batch_size: int, encoder
     batch = critic_inputs(build_batch(examples, batch_size, encoder_length, decoder_length))
     n = float(len(examples)) if num_rows is None else float(num_rows)
     weights = np.zeros((batch_size,), np.float32)
-    weights[:len(examples)] = 1.0 / max(n, 1.0)
+    weights[:len(examples)] = [float(ex.get("class_weight", 1.0)) / max(n, 1.0)
+                               for ex in examples]
     return batch.replace(label_weights=weights)
 
 

@@ -28,6 +28,19 @@ from coderl_jax.training.optimizer import OptimizerConfig
 from coderl_jax.training.step import CriticModel
 
 EVAL_FILE = "critic_eval.json"
+CLASS_WEIGHTINGS = ("none", "balanced")
+
+
+def class_weights(labels, num_classes: int, weighting: str) -> np.ndarray:
+    """Per-class loss weights [C]: "none" all 1; "balanced" N / (C_present * count_c), so
+    every class present carries the same total weight (absent classes 0)."""
+    if weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {weighting!r}")
+    counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(np.float64)
+    if weighting == "none":
+        return np.ones(num_classes)
+    present = counts > 0
+    return np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
 
 
 def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
@@ -73,32 +86,55 @@ def _start_params(init, num_classes: int, seed: int):
     return {"backbone": init.params, "head": head["head"]}
 
 
+def _rows(d, classes, binary: bool, max_source_length: int, max_target_length: int,
+          include_references: bool, class_weighting: str, log) -> tuple[list, list]:
+    """(training rows with their class weights, held-out rows without references) of the
+    labelled data `d`, logged with their class counts."""
+    args = (d.problems, d.init.tokenizer, binary, max_source_length, max_target_length)
+    rows, skipped = critic_examples(d.labelled, args[0], d.train_ids, *args[1:],
+                                    include_references=include_references)
+    weights = class_weights([r["label"] for r in rows], len(classes), class_weighting)
+    rows = [dict(r, class_weight=float(weights[r["label"]])) for r in rows]
+    held, held_skipped = critic_examples(d.labelled, args[0], d.held_ids, *args[1:],
+                                         include_references=False)
+    counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
+    by_class = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
+    log(f"[train-critic] {len(rows)} rows ({by_class}) "
+        f"from {len(d.train_ids)} problems, {len(held)} held-out rows from "
+        f"{len(d.held_ids)}; {d.internal_errors} InternalError samples dropped, "
+        f"{skipped + held_skipped} programs longer than {max_target_length} tokens skipped")
+    return rows, held
+
+
 def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
                  trainer: loop.TrainerConfig, optimizer: OptimizerConfig,
                  data: str | None = None, binary: bool = False,
                  init_model: str | None = None, tokenizer: str | None = None,
                  max_source_length: int = 600, max_target_length: int = 512,
                  holdout_fraction: float = 0.1, include_references: bool = True,
+                 class_weighting: str = "none",
+                 verdict_policy: str = outcomes.DEFAULT_VERDICT_POLICY,
+                 allow_verdict_policy_mismatch: bool = False,
                  loader: Loader = load_init, log: Callable[[str], None] = print
                  ) -> pathlib.Path:
-    """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir."""
+    """Train the 4-class (or, with binary, the 2-class) critic; returns its model dir.
+
+    include_references: the problems' reference programs in its training rows (labelled
+    PassedTest) or out. class_weighting: "none" (every row weighs 1) or "balanced" (rows
+    weighted N / (C * count of their class), `class_weights`).
+
+    verdict_policy: the policy its labels must have been judged with (checked against the
+    results file; a mismatch fails unless allow_verdict_policy_mismatch), written to the
+    model dir's `outcomes.VERDICT_POLICY_FILE` for RL's start-up check."""
     classes = outcomes.BINARY_OUTCOMES if binary else outcomes.OUTCOMES
     d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
-                           holdout_fraction, trainer.seed, loader)
-    problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
-    train_ids, held_ids = d.train_ids, d.held_ids
-    args = (problems, init.tokenizer, binary, max_source_length, max_target_length)
-    rows, skipped = critic_examples(labelled, problems, train_ids, *args[1:],
-                                    include_references=include_references)
-    rows = [dict(r) for r in rows]
-    held, held_skipped = critic_examples(labelled, problems, held_ids, *args[1:],
-                                         include_references=False)
-    counts = np.bincount([r["label"] for r in rows], minlength=len(classes))
-    by_class = ", ".join(f"{c} {n}" for c, n in zip(classes, counts))
-    log(f"[train-critic] {len(rows)} rows ({by_class}) "
-        f"from {len(train_ids)} problems, {len(held)} held-out rows from {len(held_ids)}; "
-        f"{internal} InternalError samples dropped, {skipped + held_skipped} programs longer "
-        f"than {max_target_length} tokens skipped")
+                           holdout_fraction, trainer.seed, loader,
+                           verdict_policy=verdict_policy,
+                           allow_verdict_policy_mismatch=allow_verdict_policy_mismatch,
+                           log=log)
+    init, internal, held_ids = d.init, d.internal_errors, d.held_ids
+    rows, held = _rows(d, classes, binary, max_source_length, max_target_length,
+                       include_references, class_weighting, log)
     if not rows:
         raise ValueError(f"train-critic: no labelled programs in {samples}")
 
@@ -123,10 +159,23 @@ def train_critic(workdir: str, *, samples: str, results: str, dataset: str,
     report = (evaluation.critic_report(init.config, state.params, held_batches, classes)
               if held_batches else {})
     report.update(train_rows=len(rows), heldout_problems=len(held_ids),
-                  internal_errors_dropped=internal)
+                  internal_errors_dropped=internal, include_references=include_references,
+                  class_weighting=class_weighting, verdict_policy=verdict_policy)
     if jax.process_index() == 0:
         pathlib.Path(workdir, EVAL_FILE).write_text(json.dumps(report, indent=2) + "\n")
     if report.get("rows"):
-        log(f"[train-critic] held-out accuracy {report['accuracy']:.3f} on {report['rows']} rows")
-    return save_final(workdir, init, state, critic_classes=classes,
-                      metadata={"stage": "train-critic", "init": init.source})
+        log(f"[train-critic] held-out accuracy {report['accuracy']:.3f} (majority baseline "
+            f"{report['majority_baseline']:.3f}, {report['majority_class']}) on "
+            f"{report['rows']} rows")
+    out = save_final(workdir, init, state, critic_classes=classes,
+                     metadata={"stage": "train-critic", "init": init.source,
+                               "verdict_policy": verdict_policy})
+    write_verdict_policy(out, verdict_policy)
+    return out
+
+
+def write_verdict_policy(model_dir, policy: str) -> None:
+    """Records the verdict policy of a model's training labels in its model dir."""
+    if jax.process_index() == 0:
+        pathlib.Path(model_dir, outcomes.VERDICT_POLICY_FILE).write_text(
+            json.dumps({"verdict_policy": outcomes.validate_verdict_policy(policy)}) + "\n")

@@ -43,10 +43,24 @@ def critic_report(config, params, batches: Sequence[batch_lib.Batch], classes) -
     for b in batches:
         _, pooled = fn(params, b)
         confusion += np.asarray(losses.critic_confusion(pooled, b.labels, b.label_weights))
+    return confusion_summary(confusion, classes)
+
+
+def confusion_summary(confusion, classes) -> dict:
+    """From a confusion matrix [C, C] (rows: true class, columns: predicted): accuracy,
+    per-class recall (None for an absent class), balanced accuracy (the mean recall of the
+    present classes), the majority-class baseline (the accuracy of always answering the
+    commonest true class) and that class, the confusion and the row count."""
+    confusion = np.asarray(confusion, np.float64)
     total = confusion.sum()
-    recall = {c: float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None
+    support = confusion.sum(axis=1)
+    recall = {c: float(confusion[i, i] / support[i]) if support[i] else None
               for i, c in enumerate(classes)}
+    present = [r for r in recall.values() if r is not None]
     return {"accuracy": float(np.trace(confusion) / total) if total else float("nan"),
+            "majority_baseline": float(support.max() / total) if total else float("nan"),
+            "majority_class": classes[int(support.argmax())] if total else None,
+            "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
             "recall": recall, "confusion": confusion.astype(int).tolist(),
             "classes": list(classes), "rows": int(total)}
 

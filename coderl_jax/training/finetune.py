@@ -18,6 +18,7 @@ from typing import Any, Callable
 from coderl_jax.training import evaluation, loop, sources
 from coderl_jax.training.model_io import InitModel, Loader, load_init, save_final
 from coderl_jax.training.optimizer import OptimizerConfig
+from coderl_jax.training.stopping import EarlyStopping
 from coderl_jax.training.step import ActorModel
 
 
@@ -26,11 +27,12 @@ def train_supervised(workdir: str | pathlib.Path, init: InitModel,
                      max_target_length: int, trainer: loop.TrainerConfig,
                      optimizer: OptimizerConfig, heldout_examples: Sequence[dict] = (),
                      heldout_problems: Sequence[Any] = (), eval_problems: int = 0,
-                     desc: str = "finetune", log: Callable[[str], None] = print
-                     ) -> pathlib.Path:
+                     desc: str = "finetune", log: Callable[[str], None] = print,
+                     stopping: EarlyStopping | None = None) -> pathlib.Path:
     """Train the actor with L_ce on `examples` ({"inputs", "targets"} token ids) and write
-    `workdir/model`. Held-out loss on `heldout_examples`, greedy pass@1 on up to
-    `eval_problems` of `heldout_problems` (sandbox, hidden tests)."""
+    `workdir/model`. Held-out loss ("heldout_nll") on `heldout_examples`, greedy pass@1
+    ("heldout_greedy_pass@1") on up to `eval_problems` of `heldout_problems` (sandbox,
+    hidden tests); `stopping` watches one of them (`training/stopping.py`)."""
     if not examples:
         raise ValueError(f"{desc}: no training examples")
     model = ActorModel(init.config)
@@ -61,7 +63,7 @@ def train_supervised(workdir: str | pathlib.Path, init: InitModel,
             source=sources.supervised_stream(examples, trainer.batch_size,
                                              max_source_length, max_target_length,
                                              trainer.seed),
-            eval_fn=evaluate, log=log, desc=desc)
+            eval_fn=evaluate, log=log, desc=desc, stopping=stopping)
     finally:
         if executor is not None:
             executor.close()
@@ -76,7 +78,9 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
              max_source_length: int = 600, max_target_length: int = 512,
              holdout_fraction: float = 0.05, eval_problems: int = 32,
              max_problems: int | None = None, loader: Loader = load_init,
-             log: Callable[[str], None] = print) -> pathlib.Path:
+             log: Callable[[str], None] = print,
+             stopping: EarlyStopping | None = None,
+             eval_data: str | None = None) -> pathlib.Path:
     """Warm-start the actor on a problem set's reference solutions; returns the model dir.
 
     Args:
@@ -86,7 +90,12 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
       holdout_fraction: share of the problems held out for the held-out loss and greedy
         pass@1 (on at most `eval_problems` of them).
       max_problems: use only the first N problems (smoke runs).
-      trainer, optimizer: how long and how to train.
+      trainer, optimizer: how long (train_steps: the cap) and how to train (a decaying
+        OptimizerConfig.schedule for the warm start).
+      stopping: the stopping rule (e.g. EarlyStopping("heldout_greedy_pass@1",
+        patience=3) with TrainerConfig.eval_period): None / metric "" = train_steps.
+      eval_data: held-out problems of the same dataset (a validation split) instead of a
+        holdout_fraction of `data` (then all of `data` trains).
       loader: (init_model, tokenizer) -> InitModel (`model_io.load_init`; the mains bind
         its scratch config and dtype).
     """
@@ -97,7 +106,10 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
         raise ValueError(f"finetune: no problem of {dataset} {data or ''} has a reference "
                          "solution; the warm start needs (problem, solution) pairs")
     init = loader(init_model, tokenizer)
-    train_problems, held = sources.split_holdout(problems, holdout_fraction, trainer.seed)
+    if eval_data is not None:
+        train_problems, held = problems, loaders.load_problems(dataset, eval_data)
+    else:
+        train_problems, held = sources.split_holdout(problems, holdout_fraction, trainer.seed)
 
     def examples_of(ps):
         stats = objectives.SupervisedStats()
@@ -116,4 +128,4 @@ def finetune(workdir: str, *, dataset: str, trainer: loop.TrainerConfig,
                             max_target_length=max_target_length, heldout_examples=heldout,
                             heldout_problems=held, eval_problems=eval_problems,
                             trainer=trainer, optimizer=optimizer, desc="finetune",
-                            log=log)
+                            log=log, stopping=stopping)

@@ -42,20 +42,30 @@ class LabelledSample:
 
 
 def read_labelled_samples(samples_path, results_path, problems_by_id: dict[str, Any], *,
-                          keep_internal: bool = False) -> tuple[list[LabelledSample], int]:
+                          keep_internal: bool = False, verdict_policy: str | None = None,
+                          allow_verdict_policy_mismatch: bool = False,
+                          log=print) -> tuple[list[LabelledSample], int]:
     """Samples joined with their results, checked line by line; InternalError samples are
     dropped and counted (never labelled, never rewarded), or kept with `keep_internal` (for
     a consumer that counts them itself, such as the RL batch).
 
     Returns (labelled samples, number of InternalError samples). Errors name the file and
     line: a results file that does not match its samples file (count, order, task ids) or a
-    task id that is not in the problem set.
+    task id that is not in the problem set. With `verdict_policy`, the results file's
+    recorded policy must be that one (`outcomes.check_verdict_policy`).
     """
     from coderl_jax.data import jsonl
 
     samples = jsonl.read_samples(samples_path)
     tokens = [record.get("tokens") for _, record in jsonl.read_jsonl(samples_path)]
     results = jsonl.read_results(results_path)
+    if verdict_policy is not None:
+        where = str(results_path)
+        note = outcomes.check_verdict_policy(
+            outcomes.records_verdict_policy(results, where), verdict_policy, where=where,
+            allow_mismatch=allow_verdict_policy_mismatch)
+        if note:
+            log(note)
     if len(results) != len(samples):
         raise jsonl.JsonlError(results_path, min(len(results), len(samples)) + 1,
                                f"{len(results)} results for {len(samples)} samples in "
@@ -98,13 +108,18 @@ class LabelledData:
 
 def load_labelled_data(samples, results, dataset: str, data, init_model: str | None,
                        tokenizer: str | None, holdout_fraction: float, seed: int,
-                       loader: Loader = load_init) -> LabelledData:
-    """Problems, samples joined with results (`read_labelled_samples`), the starting model
-    (`loader(init_model, tokenizer)`), and the task ids split into train / held-out."""
+                       loader: Loader = load_init, verdict_policy: str | None = None,
+                       allow_verdict_policy_mismatch: bool = False,
+                       log=print) -> LabelledData:
+    """Problems, samples joined with results (`read_labelled_samples`, checked against
+    `verdict_policy` when given), the starting model (`loader(init_model, tokenizer)`), and
+    the task ids split into train / held-out."""
     from coderl_jax.data import loaders
 
     problems = {p.task_id: p for p in loaders.load_problems(dataset, data)}
-    labelled, internal = read_labelled_samples(samples, results, problems)
+    labelled, internal = read_labelled_samples(
+        samples, results, problems, verdict_policy=verdict_policy,
+        allow_verdict_policy_mismatch=allow_verdict_policy_mismatch, log=log)
     init = loader(init_model, tokenizer)
     ids = sorted({s.task_id for s in labelled})
     train_ids, held_ids = split_holdout(ids, holdout_fraction, seed)

@@ -56,6 +56,7 @@ from coderl_jax.training.metrics_log import (METRICS_FILE, TENSORBOARD_DIR,  # n
                                              MetricsWriter, read_metrics)
 from coderl_jax.training.sources import (epoch_order, example_stream,  # noqa: F401
                                          process_rows)
+from coderl_jax.training.stopping import EarlyStopping, Patience
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -251,8 +252,8 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                  source: sources_lib.BatchSource | None = None,
                  make_batches: Callable[[int], Iterator[batch_lib.Batch]] | None = None,
                  eval_fn: Callable[[state_lib.TrainState], dict] | None = None,
-                 log: Callable[[str], None] = print, desc: str = "train"
-                 ) -> state_lib.TrainState:
+                 log: Callable[[str], None] = print, desc: str = "train",
+                 stopping: EarlyStopping | None = None) -> state_lib.TrainState:
     """Train `model` for `trainer.train_steps` updates in `workdir` (resuming if possible).
 
     Args:
@@ -261,6 +262,9 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
       source: the `BatchSource` (closed by this function whatever happens);
         make_batches: start -> iterator of numpy Batches instead (a `StreamSource`).
       eval_fn: state -> {name: scalar}, run every eval_period updates and at the end.
+      stopping: the early-stopping rule on an eval_fn metric (`training/stopping.py`):
+        training ends when it fires; with restore_best the returned state holds the best
+        evaluation's params (the tracker restarts on a resume).
     Returns the final state. Raises `Stop` on SIGTERM, KeyboardInterrupt on SIGINT.
     """
     if (source is None) == (make_batches is None):
@@ -280,16 +284,57 @@ def run_training(*, workdir: str | os.PathLike, model, trainer: TrainerConfig,
                                else int(jax.device_get(state.step)))
         closers.insert(0, writer.close)
         source.start(position)
+        tracker = Patience(stopping) if stopping is not None and stopping.enabled else None
+        if tracker is not None and eval_fn is None:
+            raise ValueError("early stopping needs an eval_fn (and TrainerConfig.eval_period)")
         return _train(state, source, step_fn, step_lib.batch_shardings(mesh), store, writer,
-                      position, trainer, eval_fn, log, desc)
+                      position, trainer, _Evaluator(eval_fn, tracker, writer, log, desc))
     finally:
         _close_shielded(closers)
 
 
+class _Evaluator:
+    """Runs eval_fn, logs it and applies the stopping rule (keeping the best params)."""
+
+    def __init__(self, eval_fn, tracker, writer, log, desc: str):
+        self.eval_fn, self.tracker, self.writer, self.log = eval_fn, tracker, writer, log
+        self.desc, self.best_params = desc, None
+
+    def __call__(self, state, done: int) -> bool:
+        """Evaluates at update `done`; True when the stopping rule fires."""
+        evals = self.eval_fn(state)
+        if evals:
+            self.writer.write(done, {f"eval/{k}": v for k, v in evals.items()})
+            self.log(f"[{self.desc}] step {done}: " + ", ".join(
+                f"{k} {float(v):.4f}" for k, v in evals.items()))
+        if self.tracker is None:
+            return False
+        stop = self.tracker.update(done, evals)
+        if self.tracker.improved and self.tracker.cfg.restore_best:
+            self.best_params = jax.device_get(state.params)
+        if stop:
+            self.log(f"[{self.desc}] early stop at step {done}: "
+                     f"{self.tracker.cfg.metric} has not improved for "
+                     f"{self.tracker.cfg.patience} evaluations (best "
+                     f"{self.tracker.best_value:.4f} at step {self.tracker.best_step})")
+        return stop
+
+    def final(self, state):
+        """The state to return: the best evaluation's params with restore_best."""
+        if self.best_params is None:
+            return state
+        self.log(f"[{self.desc}] keeping the params of step {self.tracker.best_step} "
+                 f"({self.tracker.cfg.metric} {self.tracker.best_value:.4f})")
+        params = jax.tree.map(lambda new, old: jax.device_put(new, old.sharding),
+                              self.best_params, state.params)
+        return state.replace(params=params)
+
+
 def _train(state, source, step_fn, b_shardings, store, writer, position: int,
-           trainer: TrainerConfig, eval_fn, log, desc: str):
+           trainer: TrainerConfig, evaluator: _Evaluator):
     from tqdm import tqdm
 
+    desc = evaluator.desc
     done = int(jax.device_get(state.step))
     per_draw = source.updates_per_draw
     bar = tqdm(total=trainer.train_steps, initial=done, desc=desc, unit="step",
@@ -312,18 +357,21 @@ def _train(state, source, step_fn, b_shardings, store, writer, position: int,
                 writer.write(done, record)
                 bar.set_postfix(loss=f"{float(record.get('loss', np.nan)):.4f}")
                 window.reset()
-            if _crossed(done, per_draw, trainer.checkpoint_period) or last:
+            saved = _crossed(done, per_draw, trainer.checkpoint_period) or last
+            if saved:
                 store.save(done, state_lib.state_to_items(state),
                            metadata={"data_position": position})
-            if eval_fn is not None and (_crossed(done, per_draw, trainer.eval_period) or last):
+            if evaluator.eval_fn is not None and (
+                    _crossed(done, per_draw, trainer.eval_period) or last):
                 eval_start = time.monotonic()
-                evals = eval_fn(state)
-                if evals:
-                    writer.write(done, {f"eval/{k}": v for k, v in evals.items()})
-                    log(f"[{desc}] step {done}: " + ", ".join(
-                        f"{k} {float(v):.4f}" for k, v in evals.items()))
+                stop = evaluator(state, done)
                 # Evaluation is not training: its time leaves the tokens/s window.
                 window.start += time.monotonic() - eval_start
+                if stop:
+                    if not saved:
+                        store.save(done, state_lib.state_to_items(state),
+                                   metadata={"data_position": position})
+                    break
     finally:
         bar.close()
-    return state
+    return evaluator.final(state)

@@ -47,11 +47,17 @@ def train_repair(workdir: str, *, samples: str, results: str, dataset: str,
                  data: str | None = None, init_model: str | None = None,
                  tokenizer: str | None = None, max_source_length: int = 600,
                  max_target_length: int = 512, holdout_fraction: float = 0.05,
-                 max_per_problem: int | None = None, loader: Loader = load_init,
+                 max_per_problem: int | None = None,
+                 verdict_policy: str = outcomes.DEFAULT_VERDICT_POLICY,
+                 allow_verdict_policy_mismatch: bool = False, loader: Loader = load_init,
                  log: Callable[[str], None] = print) -> pathlib.Path:
-    """Train the repair model; returns its model dir (workdir/model)."""
+    """Train the repair model; returns its model dir (workdir/model). verdict_policy: as
+    `train_critic`'s (the results file must have been judged with it)."""
     d = load_labelled_data(samples, results, dataset, data, init_model, tokenizer,
-                           holdout_fraction, trainer.seed, loader)
+                           holdout_fraction, trainer.seed, loader,
+                           verdict_policy=verdict_policy,
+                           allow_verdict_policy_mismatch=allow_verdict_policy_mismatch,
+                           log=log)
     problems, labelled, internal, init = d.problems, d.labelled, d.internal_errors, d.init
     train_set = set(d.train_ids)
     examples = repair_examples([s for s in labelled if s.task_id in train_set], problems,
