@@ -83,3 +83,27 @@ def test_apps_gpt_neo_experiment_parses(run_file):
         gin.clear_config()
     assert hub.HUB_IDS["gpt-neo-125m"] == "EleutherAI/gpt-neo-125M"
     assert hub.HUB_IDS["gpt2"] == "openai-community/gpt2"
+
+
+def test_demo_family_gpt2_reads_the_demo_gpt2_model():
+    """`coderl demo --family gpt2`: every demo stage's gin config builds the d128 GPT-2 from
+    scratch (models/demo_gpt2.gin after experiments/demo_cpu.gin), at the demo's vocabulary."""
+    import gin
+
+    from coderl_jax.demo import DemoConfig
+    from coderl_jax.demo import training as demo_training
+    from coderl_jax.train import configurables as c
+
+    cfg = DemoConfig.quick(family="gpt2")
+    try:
+        demo_training._gin("finetune", cfg, demo_training._common_bindings(cfg, 3))
+        config = c.scratch_config()
+        assert isinstance(config, DecoderConfig) and config.family == "gpt2"
+        assert (config.d_model, config.vocab_size) == (128, cfg.vocab_size)
+        t5 = DemoConfig.quick()
+        demo_training._gin("finetune", t5, demo_training._common_bindings(t5, 3))
+        assert type(c.scratch_config()).__name__ == "T5Config"
+    finally:
+        gin.clear_config()
+    with pytest.raises(ValueError, match="family"):
+        DemoConfig(family="gpt3")

@@ -8,6 +8,9 @@ SYSTEMS = ("ce", "ce_plus", "coderl", "coderl_cs")
 SYSTEM_NAMES = {"ce": "CE (warm start)", "ce_plus": "CE+ (more L_ce)", "coderl": "CodeRL",
                 "coderl_cs": "CodeRL + critic sampling"}
 ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group")
+# The model family of the demo's actor, critic and repair model -> its gin model file (read
+# after experiments/demo_cpu.gin, whose T5 it replaces).
+FAMILIES = {"t5": "models/demo_cpu.gin", "gpt2": "models/demo_gpt2.gin"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +20,7 @@ class DemoConfig:
 
     workdir: str = "demo_workdir"
     seed: int = 0
+    family: str = "t5"
     ablation: bool = False
     workers: int | None = None
     num_train_problems: int = 1200
@@ -42,6 +46,20 @@ class DemoConfig:
     max_source_length: int = 256
     max_new_tokens: int = 64
     repair_top_m: int = 2
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
+
+    @property
+    def model_gin_file(self) -> str:
+        """The gin model file of the demo's models (`FAMILIES`)."""
+        return FAMILIES[self.family]
+
+    @property
+    def config_class(self) -> str:
+        """The gin name of its config class (for the vocabulary override)."""
+        return "T5Config" if self.family == "t5" else "DecoderConfig"
 
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":

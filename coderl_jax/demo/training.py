@@ -16,18 +16,23 @@ from coderl_jax.demo.config import DemoConfig
 Log = Callable[[str], None]
 
 
-def _gin(run: str, bindings: list[str]) -> None:
-    """The gin config a CLI command would parse: its run file, the demo experiment, overrides."""
+def _gin(run: str, cfg: DemoConfig, bindings: list[str]) -> None:
+    """The gin config a CLI command would parse: its run file, the demo experiment, the
+    model family's file (`--family gpt2`: models/demo_gpt2.gin), overrides."""
     from coderl_jax import gin_utils
 
-    gin_utils.parse(["experiments/demo_cpu.gin"], bindings, defaults=[f"runs/{run}.gin"])
+    files = ["experiments/demo_cpu.gin"]  # includes the T5's models/demo_cpu.gin
+    if cfg.family != "t5":
+        files.append(cfg.model_gin_file)
+    gin_utils.parse(files, bindings, defaults=[f"runs/{run}.gin"])
 
 
 def _common_bindings(cfg: DemoConfig, steps: int, lr: float | None = None) -> list[str]:
     return [f"TRAIN_STEPS = {steps}", f"BATCH_SIZE = {cfg.batch_size}",
             f"LEARNING_RATE = {lr or cfg.learning_rate}", f"SEED = {cfg.seed}",
             f"MAX_SOURCE_LENGTH = {cfg.max_source_length}",
-            f"MAX_TARGET_LENGTH = {cfg.max_new_tokens}", f"T5Config.vocab_size = {cfg.vocab_size}",
+            f"MAX_TARGET_LENGTH = {cfg.max_new_tokens}",
+            f"{cfg.config_class}.vocab_size = {cfg.vocab_size}",
             f"CHECKPOINT_PERIOD = {max(steps, 1)}", "PROGRESS = False"]
 
 
@@ -36,7 +41,7 @@ def pretrain(cfg: DemoConfig, workdir: pathlib.Path, tokenizer_dir: pathlib.Path
     """`coderl pretrain`: MSP + NTP on the standard library corpus."""
     from coderl_jax.training.pretrain import pretrain as run
 
-    _gin("pretrain", _common_bindings(cfg, cfg.pretrain_steps)
+    _gin("pretrain", cfg, _common_bindings(cfg, cfg.pretrain_steps)
          + ["ENCODER_LENGTH = 128", "DECODER_LENGTH = 64"])
     return run(str(workdir), tokenizer=str(tokenizer_dir),
                corpus_max_bytes=cfg.pretrain_corpus_bytes, log=log)
@@ -48,7 +53,7 @@ def finetune(cfg: DemoConfig, workdir: pathlib.Path, train_path: pathlib.Path,
     """`coderl finetune`: L_ce on the train split (the warm start, and the CE+ control)."""
     from coderl_jax.training.finetune import finetune as run
 
-    _gin("finetune", _common_bindings(cfg, steps, lr=lr))
+    _gin("finetune", cfg, _common_bindings(cfg, steps, lr=lr))
     return run(str(workdir), dataset="synthetic", data=str(train_path),
                init_model=str(init_model), holdout_fraction=0.05, eval_problems=0, log=log)
 
@@ -59,7 +64,7 @@ def train_critic(cfg: DemoConfig, workdir: pathlib.Path, *, binary: bool, sample
     """`coderl train-critic` (4-class, or `--binary`) on the labelled train samples."""
     from coderl_jax.training.critic import train_critic as run
 
-    _gin("critic", _common_bindings(cfg, cfg.critic_steps, lr=cfg.learning_rate / 2))
+    _gin("critic", cfg, _common_bindings(cfg, cfg.critic_steps, lr=cfg.learning_rate / 2))
     return run(str(workdir), binary=binary, samples=str(samples), results=str(results),
                dataset="synthetic", data=str(data), init_model=str(init_model),
                holdout_fraction=0.2, log=log)
@@ -71,7 +76,7 @@ def train_repair(cfg: DemoConfig, workdir: pathlib.Path, *, samples: pathlib.Pat
     """`coderl train-repair` on the failed train samples."""
     from coderl_jax.training.repair import train_repair as run
 
-    _gin("repair", _common_bindings(cfg, cfg.repair_steps))
+    _gin("repair", cfg, _common_bindings(cfg, cfg.repair_steps))
     return run(str(workdir), samples=str(samples), results=str(results), dataset="synthetic",
                data=str(data), init_model=str(init_model), log=log)
 
@@ -82,7 +87,7 @@ def train_rl(cfg: DemoConfig, workdir: pathlib.Path, *, estimator: str,
     """`coderl train-rl`: online CodeRL from `actor` with the return `estimator`."""
     from coderl_jax.rl.run import train_rl as run
 
-    _gin("rl", _common_bindings(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate) + [
+    _gin("rl", cfg, _common_bindings(cfg, cfg.rl_steps, lr=cfg.rl_learning_rate) + [
         f"PROBLEMS_PER_STEP = {cfg.rl_problems_per_step}", f"NUM_SAMPLES = {cfg.rl_samples}",
         f"ESTIMATOR = '{estimator}'", f"RLConfig.temperature = {cfg.temperature}",
         f"RLConfig.top_p = {cfg.top_p}", f"RLConfig.workers = {cfg.workers}",
