@@ -1,7 +1,8 @@
 """The model a stage starts from and the model dir it ends with.
 
-A stage starts from scratch (a T5Config and a tokenizer dir), from one of our model dirs,
-or from a Hugging Face dir / hub id (`Salesforce/codet5-large-ntp-py`): `load_init`. It ends
+A stage starts from scratch (a model config of either family and a tokenizer dir), from one
+of our model dirs, or from a Hugging Face dir / hub id (`Salesforce/codet5-large-ntp-py`,
+`gpt2`): `load_init`. It ends
 by writing `workdir/model` (`save_final`), which `coderl generate`, the next stage or the RL
 stage loads. Stages take a `loader(init_model, tokenizer) -> InitModel` (default: this
 `load_init` with no scratch config); the mains pass one with the gin-bound options.
@@ -36,11 +37,12 @@ class InitModel:
 def load_init(init_model: str | None, tokenizer: str | None, *,
               scratch_config: Callable[[], Any] | None = None, dtype: str | None = None,
               dropout_rate: float | None = None) -> InitModel:
-    """Our model dir / HF dir / hub id (`init_model`), or scratch: `scratch_config()` (a
-    T5Config; the mains pass the gin-bound `model_config`) with the tokenizer dir
-    `tokenizer` (required then).
+    """Our model dir / HF dir / hub id (`init_model`, through `models.loading.load_model`;
+    T5 or decoder-only), or scratch: `scratch_config()` (a T5Config or DecoderConfig; the
+    mains pass `configurables.scratch_config`, the gin-bound `family_config` or
+    `model_config`) with the tokenizer dir `tokenizer` (required then).
 
-    A loaded model keeps its own shape (T5Config bindings describe a model built from
+    A loaded model keeps its own shape (config bindings describe a model built from
     scratch); how it computes is set here: `dtype` ("bfloat16": mixed precision, float32
     master weights) and `dropout_rate` (the mains bind `load_init.dtype = "bfloat16"`).
     """
