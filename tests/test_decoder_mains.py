@@ -1,4 +1,5 @@
-"""`coderl finetune` / `train-critic` / `generate` from the command line on a tiny GPT-2
+"""`coderl finetune` / `generate` / `train-critic` / `train-repair` / `train-rl` from the
+command line on a tiny GPT-2
 built from scratch (`--gin_file models/tiny_gpt2.gin`: the stages read `family_config`),
 as tests/test_training_mains.py runs them on a tiny T5."""
 
@@ -48,16 +49,36 @@ def test_finetune_then_generate_a_gpt2(env, finetuned, tmp_path):
     assert [r["task_id"] for r in read_jsonl(out)] == ["a", "b"]
 
 
-def test_train_critic_from_a_gpt2_actor(env, finetuned):
+@pytest.fixture(scope="module")
+def critic(env, finetuned):
+    """`coderl train-critic` (4-class) from the GPT-2 actor: its model dir."""
     workdir = env["dir"] / "critic"
     assert run("train-critic", "--workdir", workdir, "--dataset", "synthetic", "--data",
                env["data"], "--samples", env["samples"], "--results", env["results"],
-               "--binary", "--init-model", finetuned, *TINY_BINDINGS, *GPT2) == 0
-    config = checkpoints.load_model_config(workdir / "model")
+               "--init-model", finetuned, *TINY_BINDINGS, *GPT2) == 0
+    return workdir / "model"
+
+
+def test_train_critic_from_a_gpt2_actor(critic):
+    config = checkpoints.load_model_config(critic)
     assert isinstance(config, DecoderConfig)
-    assert checkpoints.critic_classes(workdir / "model") is not None
-    _, params = checkpoints.load_model_dir(workdir / "model")
+    assert checkpoints.critic_classes(critic) is not None
+    _, params = checkpoints.load_model_dir(critic)
     assert "lm_head" not in params["backbone"] and jax.tree.leaves(params["head"])
+
+
+def test_train_repair_and_train_rl_from_gpt2_models(env, finetuned, critic):
+    assert run("train-repair", "--workdir", env["dir"] / "repair", "--dataset", "synthetic",
+               "--data", env["data"], "--samples", env["samples"], "--results",
+               env["results"], "--init-model", finetuned, *TINY_BINDINGS, *GPT2) == 0
+    assert isinstance(checkpoints.load_model_config(env["dir"] / "repair" / "model"),
+                      DecoderConfig)
+    workdir = env["dir"] / "rl"
+    assert run("train-rl", "--workdir", workdir, "--actor", finetuned, "--critic", critic,
+               "--dataset", "synthetic", "--data", env["data"], *TINY_BINDINGS, *GPT2,
+               "--gin.TRAIN_STEPS=1", "--gin.PROBLEMS_PER_STEP=2", "--gin.NUM_SAMPLES=2",
+               "--gin.MAX_TARGET_LENGTH=32", "--gin.RLConfig.workers=2") == 0
+    assert isinstance(checkpoints.load_model_config(workdir / "model"), DecoderConfig)
 
 
 @pytest.mark.parametrize("run_file", ["runs/finetune.gin", "runs/critic.gin", "runs/rl.gin"])
