@@ -1,7 +1,6 @@
 """`coderl finetune` / `generate` / `train-critic` / `train-repair` / `train-rl` from the
-command line on a tiny GPT-2
-built from scratch (`--gin_file models/tiny_gpt2.gin`: the stages read `family_config`),
-as tests/test_training_mains.py runs them on a tiny T5."""
+command line on a tiny GPT-2 built from scratch (`--gin_file models/tiny_gpt2.gin`: the
+stages read `family_config`), as tests/test_training_mains.py runs them on a tiny T5."""
 
 import jax
 import pytest
