@@ -8,7 +8,7 @@ saves its whole state as items and resumes from `latest_step()`; evaluation rest
 
 A *model dir* written by us (`save_model_dir`) is::
 
-    MODEL_DIR/config.json          T5Config.to_json(path): our fields, not the HF format
+    MODEL_DIR/config.json          config.to_json(path) (T5Config or DecoderConfig): our fields
     MODEL_DIR/tokenizer*.json ...  data.tokenizer.save_tokenizer(MODEL_DIR) (optional)
     MODEL_DIR/checkpoints/<step>/  orbax checkpoint with at least the "params" item
 
@@ -236,13 +236,14 @@ def save_model_dir(
 
 
 def load_model_config(model_dir: str | pathlib.Path) -> Any:
-    """The `T5Config` of a model dir (from its config.json)."""
-    from coderl_jax.models.config import T5Config
+    """The model config of a model dir (from its config.json): a `T5Config` or a
+    `DecoderConfig` (`models.family.config_from_json` tells them apart)."""
+    from coderl_jax.models.family import config_from_json
 
     path = pathlib.Path(model_dir) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointNotFoundError(f"no {CONFIG_FILE} in model dir {pathlib.Path(model_dir)}")
-    return T5Config.from_json(path)
+    return config_from_json(path)
 
 
 def critic_classes(model_dir: str | pathlib.Path) -> list[str] | None:
@@ -268,18 +269,17 @@ def load_model_dir(
       shardings: pytree of `NamedSharding`s for the params (default: all on the first
         device). The checkpoint may have been written on another mesh.
     """
-    from coderl_jax.models.t5 import init_params
+    from coderl_jax.models.family import family_for
     from coderl_jax.partitioning import with_shardings
 
     model_dir = pathlib.Path(model_dir)
     config = load_model_config(model_dir)
+    family = family_for(config)
     classes = critic_classes(model_dir)
     if classes is None:
-        abstract = jax.eval_shape(lambda rng: init_params(config, rng), jax.random.key(0))
+        abstract = jax.eval_shape(family.init, jax.random.key(0))
     else:
-        from coderl_jax.models.critic import init_critic_params
-
-        abstract = jax.eval_shape(lambda rng: init_critic_params(config, len(classes), rng),
+        abstract = jax.eval_shape(lambda rng: family.critic_init(len(classes), rng),
                                   jax.random.key(0))
     if shardings is None:
         # This process's own device: on a multi-host run jax.devices()[0] belongs to host 0.

@@ -334,7 +334,7 @@ Programs = list[list[list[int]]]  # per prompt, N token-id lists
 
 
 def decode_chunks(
-    config: T5Config,
+    config: Any,  # a T5Config or DecoderConfig (`models.family.family_for`)
     params: Any,
     prompts: Sequence[Sequence[int]],
     rng: jax.Array,
@@ -385,24 +385,29 @@ def decode_chunks(
 def _decode_chunk(config, params, prompts, rng, sampling, idx: list[int], prefixes,
                   sample_ids: list[int], pad_batch_to: int | None
                   ) -> tuple[list[int], Programs]:
-    """Pad the prompts `idx` (and their prefixes), `sample`, trim each row at its length."""
+    """Pad the prompts `idx` (and their prefixes), sample with the config's model family
+    (`family.sample`: T5's `sample` here, or the decoder-only sampler), trim each row at
+    its length."""
+    from coderl_jax.models.family import family_for
+
+    family = family_for(config)
     n = sampling.num_samples
-    ids, mask = pad_rows([prompts[i] for i in idx], config.pad_token_id)
+    ids, mask = pad_rows([prompts[i] for i in idx], family.pad_id)
     forced = {}
     if prefixes is not None:
         rows = [prefixes[i] for i in idx]
-        forced["prefix_ids"] = pad_rows(rows, config.pad_token_id, sampling.max_new_tokens)[0]
+        forced["prefix_ids"] = pad_rows(rows, family.pad_id, sampling.max_new_tokens)[0]
         forced["prefix_len"] = np.asarray([len(r) for r in rows], np.int32)
-    out = sample(config, params, ids, mask, rng, sampling,
-                 sample_ids=np.asarray([sample_ids[i * n + k] for i in idx for k in range(n)],
-                                       np.int32),
-                 pad_batch_to=pad_batch_to, **forced)
+    out = family.sample(params, ids, mask, rng, sampling,
+                        sample_ids=np.asarray([sample_ids[i * n + k] for i in idx
+                                               for k in range(n)], np.int32),
+                        pad_batch_to=pad_batch_to, **forced)
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     return idx, [[tokens[r, :lengths[r]].tolist() for r in range(j * n, (j + 1) * n)]
                  for j in range(len(idx))]
 
 
-def decode_ids(config: T5Config, params: Any, prompts: Sequence[Sequence[int]],
+def decode_ids(config: Any, params: Any, prompts: Sequence[Sequence[int]],
                rng: jax.Array, sampling: SamplingParams, **options: Any) -> Programs:
     """All of `decode_chunks(..., **options)`, in prompt order: per prompt N id lists."""
     programs: Programs = [[] for _ in prompts]
@@ -413,7 +418,7 @@ def decode_ids(config: T5Config, params: Any, prompts: Sequence[Sequence[int]],
 
 
 def decode_texts(
-    config: T5Config,
+    config: Any,  # a T5Config or DecoderConfig (`models.family.family_for`)
     params: Any,
     tokenizer: Any,
     prompts: Sequence[Sequence[int]],

@@ -20,6 +20,10 @@ HUB_IDS: dict[str, str] = {
     "codet5-base": "Salesforce/codet5-base",
     "codet5-large": "Salesforce/codet5-large",
     "codet5-large-ntp-py": "Salesforce/codet5-large-ntp-py",
+    # Decoder-only (models/decoder/): the paper's GPT actors / critic and a current code LM.
+    "gpt2": "openai-community/gpt2",
+    "gpt-neo-125m": "EleutherAI/gpt-neo-125M",
+    "qwen2.5-coder-0.5b": "Qwen/Qwen2.5-Coder-0.5B",
 }
 
 # Weight files looked for in a model directory, in order of preference (safetensors first).

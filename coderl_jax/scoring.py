@@ -37,16 +37,11 @@ class Scorer:
 
     @classmethod
     def load(cls, model_dir: str, batch_size: int = 16) -> "Scorer":
-        from coderl_jax import checkpoints
+        """Our model dir (actor or critic), a Hugging Face dir or a hub id (an actor)."""
+        from coderl_jax.models.loading import load_model
 
-        classes = checkpoints.critic_classes(model_dir)
-        if classes is None and not checkpoints.is_model_dir(model_dir):
-            from coderl_jax.models import hf
-
-            config, params = hf.load_hf(model_dir)
-        else:
-            config, params = checkpoints.load_model_dir(model_dir)
-        return cls(config, params, None if classes is None else tuple(classes), batch_size)
+        model = load_model(model_dir, with_tokenizer=False)
+        return cls(model.config, model.params, model.critic_classes, batch_size)
 
     def _batches(self, prompt_ids: Sequence[Sequence[int]],
                  program_ids: Sequence[Sequence[int]], temperature: float = 1.0):

@@ -18,6 +18,10 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default="demo_workdir", help="where every stage's files go")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", choices=("t5", "gpt2"), default="t5",
+                        help="the actor / critic / repair model family: the demo's T5 "
+                             "(models/demo_cpu.gin) or a GPT-2 of the same size "
+                             "(models/demo_gpt2.gin)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes (about 3 minutes): a smoke run of every stage")
     parser.add_argument("--ablation", action="store_true",
@@ -37,7 +41,7 @@ def main(args: argparse.Namespace) -> int:
     from coderl_jax.demo import DemoConfig, run_demo
 
     options = dict(workdir=args.workdir, seed=args.seed, ablation=args.ablation,
-                   workers=args.workers, **DemoConfig.overrides(args.set))
+                   workers=args.workers, family=args.family, **DemoConfig.overrides(args.set))
     cfg = DemoConfig.quick(**options) if args.quick else DemoConfig(**options)
     run_demo(cfg)
     return 0

@@ -41,9 +41,15 @@ CHUNK, FIRST_CHECK, MAX_WARM_STEPS, MIN_RATE = 10, 100, 200, 0.3
 WARM_LR = 3e-3
 
 
-def model_config():
+def model_config(family: str = "t5"):
     from coderl_jax.models.config import T5Config
 
+    if family == "gpt2":
+        from coderl_jax.models.decoder.config import DecoderConfig
+
+        return DecoderConfig(family="gpt2", vocab_size=VOCAB, d_model=64, num_layers=2,
+                             num_heads=4, max_position_embeddings=SOURCE_LENGTH + TARGET_LENGTH,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return T5Config(vocab_size=VOCAB, d_model=64, d_kv=16, d_ff=256, num_layers=2,
                     num_decoder_layers=2, num_heads=4, relative_attention_num_buckets=16,
                     relative_attention_max_distance=64, dropout_rate=0.0, pad_token_id=0,
@@ -76,15 +82,16 @@ def sample_pass_rate(config, params, tokenizer, problem_list, executor, *, n: in
     import jax
 
     from coderl_jax.data.prompts import format_prompt
-    from coderl_jax.decoding import SamplingParams, sample
-    from coderl_jax.rl.rollout import _pad_prompts
+    from coderl_jax.decoding import SamplingParams, pad_rows
+    from coderl_jax.models.family import family_for
 
     ids = [tokenizer(format_prompt(p, tokenizer, SOURCE_LENGTH))["input_ids"]
            for p in problem_list]
-    inputs, mask = _pad_prompts(ids, config.pad_token_id, len(ids))
-    out = sample(config, params, inputs, mask, jax.random.key(seed),
-                 SamplingParams(num_samples=n, max_new_tokens=max_new_tokens,
-                                temperature=TEMPERATURE, top_p=TOP_P))
+    family = family_for(config)
+    inputs, mask = pad_rows(ids, family.pad_id)
+    out = family.sample(params, inputs, mask, jax.random.key(seed),
+                        SamplingParams(num_samples=n, max_new_tokens=max_new_tokens,
+                                       temperature=TEMPERATURE, top_p=TOP_P))
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     codes = [tokenizer.decode(tokens[i, :lengths[i]].tolist(), skip_special_tokens=True)
              for i in range(tokens.shape[0])]
@@ -103,13 +110,13 @@ def constant_critic(params):
     return {**params, "head": head}
 
 
-def _build(root: pathlib.Path) -> Setup:
+def _build(root: pathlib.Path, family: str = "t5") -> Setup:
     import jax
 
     from coderl_jax import checkpoints, outcomes, partitioning
     from coderl_jax.data import objectives, synthetic
     from coderl_jax.data.tokenizer import train_tokenizer
-    from coderl_jax.models.critic import init_critic_params
+    from coderl_jax.models.family import family_for
     from coderl_jax.sandbox import Executor
     from coderl_jax.training import batch as batch_lib
     from coderl_jax.training import optimizer as optimizer_lib
@@ -119,7 +126,7 @@ def _build(root: pathlib.Path) -> Setup:
     corpus, rl_problems = problems()
     tokenizer = train_tokenizer([p.question for p in corpus]
                                 + [s for p in corpus for s in p.solutions], VOCAB)
-    config = model_config()
+    config = model_config(family)
     synthetic.save_problems(rl_problems, root / "train.jsonl")
     examples = list(objectives.supervised_examples(rl_problems, tokenizer,
                                                    max_source_length=SOURCE_LENGTH,
@@ -148,8 +155,8 @@ def _build(root: pathlib.Path) -> Setup:
                 break
     checkpoints.save_model_dir(root / "actor", config, params, tokenizer=tokenizer, step=steps,
                                metadata={"stage": "test warm start"})
-    critic = jax.device_get(init_critic_params(config, len(outcomes.OUTCOMES),
-                                               jax.random.key(7)))
+    critic = jax.device_get(family_for(config).critic_init(len(outcomes.OUTCOMES),
+                                                           jax.random.key(7)))
     checkpoints.save_model_dir(root / "critic", config, critic, tokenizer=tokenizer,
                                critic_classes=outcomes.OUTCOMES)
     checkpoints.save_model_dir(root / "constant_critic", config, constant_critic(critic),
@@ -160,23 +167,25 @@ def _build(root: pathlib.Path) -> Setup:
     return setup
 
 
-def warm_setup(root: pathlib.Path) -> Setup:
-    """The set-up under `root` (built on first use; see the module docstring)."""
+def warm_setup(root: pathlib.Path, family: str = "t5") -> Setup:
+    """The set-up under `root` (built on first use; see the module docstring); `family`
+    "gpt2" warm-starts a tiny GPT-2 actor (and critic) instead of the tiny T5."""
     root = pathlib.Path(root)
     done = root / "setup.json"
     if not done.is_file():
         root.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        _build(root)
+        _build(root, family)
         print(f"[rl_utils] warm set-up in {time.monotonic() - t0:.1f}s", file=sys.stderr)
     info = json.loads(done.read_text())
     return Setup(root, root / "train.jsonl", root / "actor", root / "critic",
                  root / "constant_critic", info["warm_steps"], info["warm_rate"])
 
 
-def session_setup(tmp_path_factory) -> Setup:
+def session_setup(tmp_path_factory, family: str = "t5") -> Setup:
     """`warm_setup` in the session's base temp dir, so every test module shares one."""
-    return warm_setup(tmp_path_factory.getbasetemp() / "rl_warm")
+    name = "rl_warm" if family == "t5" else f"rl_warm_{family}"
+    return warm_setup(tmp_path_factory.getbasetemp() / name, family)
 
 
 def gin_bindings(**extra) -> list[str]:

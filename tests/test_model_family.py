@@ -107,7 +107,7 @@ def test_decoder_family_gradient_step_lowers_the_program_nll():
 
 
 DECODER_GIN_FILES = ["tiny_gpt2", "tiny_gpt_neo", "tiny_gptj", "tiny_qwen2", "gpt2",
-                     "gpt_neo_125m", "qwen2_0_5b"]
+                     "gpt_neo_125m", "qwen2_0_5b", "demo_gpt2"]
 
 
 def test_every_decoder_gin_file_is_tested():

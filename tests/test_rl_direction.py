@@ -48,6 +48,17 @@ def setup(tmp_path_factory):
 
 
 def test_one_update_moves_each_sample_with_its_advantage(setup):
+    one_update_moves_each_sample_with_its_advantage(setup)
+
+
+def test_one_update_of_a_decoder_only_actor_moves_each_sample_with_its_advantage(
+        tmp_path_factory):
+    """The same with a tiny GPT-2 actor warm-started the same way (issue 18)."""
+    one_update_moves_each_sample_with_its_advantage(
+        rl_utils.session_setup(tmp_path_factory, family="gpt2"))
+
+
+def one_update_moves_each_sample_with_its_advantage(setup):
     from coderl_jax import partitioning
     from coderl_jax.data import loaders
     from coderl_jax.data.tokenizer import load_tokenizer

@@ -21,6 +21,7 @@ import functools
 import gin
 from gin import config as _gin_config
 
+from coderl_jax.models import family as _family  # noqa: F401  (DecoderConfig, family_config)
 from coderl_jax.models.config import T5Config as _T5Config
 
 
@@ -79,10 +80,21 @@ def _register_stopping():
 EarlyStopping = _register_stopping()
 
 
+def scratch_config():
+    """The config of a model built from scratch: the gin-bound `family_config` (either
+    family: `--gin_file models/tiny_gpt2.gin`) if bound, else `model_config` (T5)."""
+    try:
+        gin.query_parameter("coderl_jax.models.family_config.config")
+    except ValueError:
+        return model_config()
+    return _family.family_config()
+
+
 def loader():
     """(init_model, tokenizer) -> InitModel with the gin-bound `load_init` options and the
-    gin-bound `model_config` for a model built from scratch (called only then)."""
-    return functools.partial(load_init, scratch_config=model_config)
+    gin-bound `family_config` / `model_config` for a model built from scratch (called only
+    then)."""
+    return functools.partial(load_init, scratch_config=scratch_config)
 
 
 def training_configs() -> dict:

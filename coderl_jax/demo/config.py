@@ -8,6 +8,9 @@ SYSTEMS = ("ce", "ce_plus", "coderl", "coderl_cs")
 SYSTEM_NAMES = {"ce": "CE (warm start)", "ce_plus": "CE+ (more L_ce)", "coderl": "CodeRL",
                 "coderl_cs": "CodeRL + critic sampling"}
 ABLATION_ESTIMATORS = ("baseline", "critic", "decay", "coderl", "group", "pass_at_k")
+# The model family of the demo's actor, critic and repair model -> the gin model file with
+# its shape (demo/training.py builds the same shape as a dataclass; tests check they agree).
+FAMILIES = {"t5": "models/demo_cpu.gin", "gpt2": "models/demo_gpt2.gin"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +20,7 @@ class DemoConfig:
 
     workdir: str = "demo_workdir"
     seed: int = 0
+    family: str = "t5"
     ablation: bool = False
     workers: int | None = None
     num_train_problems: int = 1200
@@ -65,6 +69,10 @@ class DemoConfig:
     warm_eval_period: int = 0
     warm_eval_problems: int = 0
     warm_schedule: str = "constant"
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {self.family!r}")
 
     @classmethod
     def quick(cls, **overrides) -> "DemoConfig":

@@ -319,4 +319,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict[str, A
 def _finish(run: DemoRun, start: float) -> None:
     run.result["seconds"] = round(time.monotonic() - start, 1)
     run.result["stages"] = run.stages
-    run.result["config"] = dataclasses.asdict(run.cfg)
+    config = dataclasses.asdict(run.cfg)
+    if config["family"] == "t5":  # the default: T5 reports stay as they were
+        del config["family"]
+    run.result["config"] = config

@@ -22,7 +22,6 @@ def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: i
              schedule: str = "constant", eval_period: int = 0,
              batch_size: int | None = None) -> dict:
     """trainer, optimizer and loader of a demo stage (`experiments/demo_cpu.gin`'s values)."""
-    from coderl_jax.models.config import T5Config
     from coderl_jax.training.loop import TrainerConfig
     from coderl_jax.training.model_io import load_init
     from coderl_jax.training.optimizer import OptimizerConfig
@@ -33,12 +32,27 @@ def _configs(cfg: DemoConfig, steps: int, lr: float | None = None, log_period: i
                             progress=False)
     optimizer = OptimizerConfig(learning_rate=lr or cfg.learning_rate, schedule=schedule,
                                 weight_decay=0.0, clip_norm=1.0)
-    scratch = functools.partial(
+    scratch = _scratch_config(cfg)
+    return {"trainer": trainer, "optimizer": optimizer,
+            "loader": functools.partial(load_init, scratch_config=scratch)}
+
+
+def _scratch_config(cfg: DemoConfig):
+    """() -> the config of the demo's models built from scratch, of `cfg.family`: the
+    shapes of models/demo_cpu.gin (T5: d128, 2 + 2 layers) and models/demo_gpt2.gin (GPT-2:
+    d128, 4 layers), over the demo tokenizer's vocabulary."""
+    from coderl_jax.models.config import T5Config
+    from coderl_jax.models.decoder.config import DecoderConfig
+
+    if cfg.family == "gpt2":
+        return functools.partial(
+            DecoderConfig, family="gpt2", vocab_size=cfg.vocab_size, d_model=128, d_ff=512,
+            num_layers=4, num_heads=4, max_position_embeddings=512, tie_word_embeddings=True,
+            dropout_rate=0.0, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return functools.partial(
         T5Config, vocab_size=cfg.vocab_size, d_model=128, d_kv=32, d_ff=512, num_layers=2,
         num_decoder_layers=2, num_heads=4, dropout_rate=0.0, feed_forward_proj="relu",
         tie_word_embeddings=True, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0)
-    return {"trainer": trainer, "optimizer": optimizer,
-            "loader": functools.partial(load_init, scratch_config=scratch)}
 
 
 def _lengths(cfg: DemoConfig) -> dict:

@@ -96,6 +96,10 @@ class T5Family:
         from coderl_jax.models.critic import init_critic_params
         return init_critic_params(self.config, num_classes, rng)
 
+    def critic_backbone(self, lm_params: dict) -> dict:
+        """A critic backbone warm-started from this family's LM params: the whole T5."""
+        return lm_params
+
     def critic_logical_axes(self, num_classes: int) -> dict:
         from coderl_jax.models.critic import critic_logical_axes
         return critic_logical_axes(self.config, num_classes)
@@ -188,6 +192,11 @@ class DecoderFamily:
     def critic_init(self, num_classes: int, rng: jax.Array) -> dict:
         from coderl_jax.models.decoder.critic import init_critic_params
         return init_critic_params(self.config, num_classes, rng)
+
+    def critic_backbone(self, lm_params: dict) -> dict:
+        """A critic backbone warm-started from this family's LM params (no LM head)."""
+        from coderl_jax.models.decoder.critic import backbone_from_lm
+        return backbone_from_lm(lm_params)
 
     def critic_logical_axes(self, num_classes: int) -> dict:
         from coderl_jax.models.decoder.critic import critic_logical_axes

@@ -25,7 +25,7 @@ from coderl_jax import checkpoints
 class LoadedModel:
     """A loaded model.
 
-    config: its `T5Config` (with any dtype / dropout_rate override applied).
+    config: its `T5Config` or `DecoderConfig` (with any dtype / dropout_rate override applied).
     params: the params pytree on this process's first device (a critic's is
       {"backbone", "head"}).
     tokenizer: a transformers tokenizer, or None when loaded with `with_tokenizer=False`.
@@ -92,11 +92,11 @@ def _load_hf(spec: str | os.PathLike) -> tuple[Any, Any, pathlib.Path]:
     """(config, params, local dir) of a Hugging Face dir or hub id, resolved once so weights
     and tokenizer come from one snapshot."""
     from coderl_jax.hub import resolve_model_dir
-    from coderl_jax.models import hf
+    from coderl_jax.models.family import load_family
 
     model_dir = resolve_model_dir(spec)
-    config, params = hf.load_hf(model_dir)
-    return config, params, model_dir
+    family, params = load_family(model_dir)
+    return family.config, params, model_dir
 
 
 def _tokenizer(tokenizer: Any, model_dir: pathlib.Path) -> Any:

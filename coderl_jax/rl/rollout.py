@@ -4,7 +4,7 @@
 
   1. the greedy baseline program of every problem (when the estimator needs it), then K
      samples each (top-p at RLConfig.temperature), decoded in chunks (`Sampler`, on
-     `decoding.sample`); every program goes to the ONE long-lived `Executor` (hidden
+     `decoding.decode_ids`); every program goes to the ONE long-lived `Executor` (hidden
      tests, stop at the first failure unless the reward reads every test) the moment its
      chunk is decoded;
   2. while the sandbox runs them: the frozen critic scores every sample (per-token class
@@ -102,22 +102,6 @@ def prepare_problems(problems, tokenizer, max_source_length: int, max_target_len
     return out
 
 
-def _pad_prompts(prompt_ids: Sequence[Sequence[int]], pad_id: int, rows: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(p) for p in prompt_ids)
-    ids = np.full((rows, width), pad_id, np.int32)
-    mask = np.zeros((rows, width), np.int32)
-    for i, p in enumerate(prompt_ids):
-        ids[i, :len(p)] = p
-        mask[i, :len(p)] = 1
-    return ids[:len(prompt_ids)], mask[:len(prompt_ids)]
-
-
-def _programs(out) -> list[list[int]]:
-    tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    return [tokens[i, :lengths[i]].tolist() for i in range(tokens.shape[0])]
-
-
 class Sampler:
     """Decodes a problem batch's baselines and samples in chunks, handing each chunk's
     programs to `on_programs` as soon as it is decoded (so the sandbox starts on them)."""
@@ -135,7 +119,7 @@ class Sampler:
             with_baseline: bool,
             on_programs: Callable[[str, int, list[list[int]]], None]) -> tuple[list, list]:
         """-> (baseline ids per problem (or None), K sample ids per problem)."""
-        from coderl_jax.decoding import sample
+        from coderl_jax.decoding import decode_ids
 
         cfg, n = self.cfg, len(prompt_ids)
         chunk = cfg.chunk_problems
@@ -143,23 +127,18 @@ class Sampler:
         samples: list = [None] * n
         for start in range(0, n, chunk):
             idx = list(range(start, min(start + chunk, n)))
-            ids, mask = _pad_prompts([prompt_ids[i] for i in idx], self.config.pad_token_id,
-                                     len(idx))
+            prompts = [prompt_ids[i] for i in idx]
             if with_baseline:
-                out = sample(self.config, params, ids, mask, rng, self.greedy,
-                             pad_batch_to=chunk)
-                progs = _programs(out)
+                rows = decode_ids(self.config, params, prompts, rng, self.greedy, chunk=chunk)
                 for j, i in enumerate(idx):
-                    baselines[i] = progs[j]
-                on_programs("baseline", start, progs)
-            sample_ids = np.asarray([i * cfg.num_samples + k for i in idx
-                                     for k in range(cfg.num_samples)], np.int32)
-            out = sample(self.config, params, ids, mask, jax.random.fold_in(rng, 1),
-                         self.sampled, sample_ids=sample_ids, pad_batch_to=chunk)
-            progs = _programs(out)
+                    baselines[i] = rows[j][0]
+                on_programs("baseline", start, [r[0] for r in rows])
+            sample_ids = [i * cfg.num_samples + k for i in idx for k in range(cfg.num_samples)]
+            rows = decode_ids(self.config, params, prompts, jax.random.fold_in(rng, 1),
+                              self.sampled, sample_ids=sample_ids, chunk=chunk)
             for j, i in enumerate(idx):
-                samples[i] = progs[j * cfg.num_samples:(j + 1) * cfg.num_samples]
-            on_programs("samples", start, progs)
+                samples[i] = rows[j]
+            on_programs("samples", start, [p for r in rows for p in r])
         return baselines, samples
 
 

@@ -76,14 +76,15 @@ def critic_examples(labelled, problems_by_id, task_ids, tokenizer, binary: bool,
 def _start_params(init, num_classes: int, seed: int):
     """The critic's starting params: a critic dir's own, or an actor's network as the
     backbone with a random head; None (random init) from scratch."""
-    from coderl_jax.models.critic import init_critic_params
+    from coderl_jax.models.family import family_for
 
     if init.params is None:
         return None
     if "backbone" in init.params:  # a critic dir: continue from it
         return init.params
-    head = init_critic_params(init.config, num_classes, jax.random.key(seed))
-    return {"backbone": init.params, "head": head["head"]}
+    family = family_for(init.config)
+    head = family.critic_init(num_classes, jax.random.key(seed))
+    return {"backbone": family.critic_backbone(init.params), "head": head["head"]}
 
 
 def _rows(d, classes, binary: bool, max_source_length: int, max_target_length: int,

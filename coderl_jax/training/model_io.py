@@ -1,7 +1,8 @@
 """The model a stage starts from and the model dir it ends with.
 
-A stage starts from scratch (a T5Config and a tokenizer dir), from one of our model dirs,
-or from a Hugging Face dir / hub id (`Salesforce/codet5-large-ntp-py`): `load_init`. It ends
+A stage starts from scratch (a model config of either family and a tokenizer dir), from one
+of our model dirs, or from a Hugging Face dir / hub id (`Salesforce/codet5-large-ntp-py`,
+`gpt2`): `load_init`. It ends
 by writing `workdir/model` (`save_final`), which `coderl generate`, the next stage or the RL
 stage loads. Stages take a `loader(init_model, tokenizer) -> InitModel` (default: this
 `load_init` with no scratch config); the mains pass one with the gin-bound options.
@@ -36,37 +37,31 @@ class InitModel:
 def load_init(init_model: str | None, tokenizer: str | None, *,
               scratch_config: Callable[[], Any] | None = None, dtype: str | None = None,
               dropout_rate: float | None = None) -> InitModel:
-    """Our model dir / HF dir / hub id (`init_model`), or scratch: `scratch_config()` (a
-    T5Config; the mains pass the gin-bound `model_config`) with the tokenizer dir
-    `tokenizer` (required then).
+    """Our model dir / HF dir / hub id (`init_model`, through `models.loading.load_model`;
+    T5 or decoder-only), or scratch: `scratch_config()` (a T5Config or DecoderConfig; the
+    mains pass `configurables.scratch_config`, the gin-bound `family_config` or
+    `model_config`) with the tokenizer dir `tokenizer` (required then).
 
-    A loaded model keeps its own shape (T5Config bindings describe a model built from
+    A loaded model keeps its own shape (config bindings describe a model built from
     scratch); how it computes is set here: `dtype` ("bfloat16": mixed precision, float32
     master weights) and `dropout_rate` (the mains bind `load_init.dtype = "bfloat16"`).
     """
     from coderl_jax.data.tokenizer import load_tokenizer
+    from coderl_jax.models.loading import load_model
 
     if init_model:
-        if checkpoints.is_model_dir(init_model):
-            config, params = _load_our_model_dir(init_model)
-            tok = load_tokenizer(tokenizer or init_model)
-        else:
-            from coderl_jax.generation import load_model
-
-            config, params, tok = load_model(init_model)
-            if tokenizer:
-                tok = load_tokenizer(tokenizer)
-        source = init_model
-    else:
-        if not tokenizer:
-            raise ValueError("training from scratch needs a tokenizer dir (tokenizer=...); "
-                             "or start from a model (init_model=...)")
-        if scratch_config is None:
-            raise ValueError("training from scratch needs the model's shape (a T5Config: "
-                             "bind model_config.config, e.g. --gin_file "
-                             "experiments/demo_cpu.gin); or start from a model (init_model=...)")
-        config, params = scratch_config(), None
-        tok, source = load_tokenizer(tokenizer), "scratch"
+        model = load_model(init_model, tokenizer=tokenizer or None, dtype=dtype,
+                           dropout_rate=dropout_rate)
+        return InitModel(model.config, model.params, model.tokenizer, str(init_model))
+    if not tokenizer:
+        raise ValueError("training from scratch needs a tokenizer dir (tokenizer=...); "
+                         "or start from a model (init_model=...)")
+    if scratch_config is None:
+        raise ValueError("training from scratch needs the model's shape (a model config: "
+                         "bind model_config.config or family_config.config, e.g. --gin_file "
+                         "experiments/demo_cpu.gin); or start from a model (init_model=...)")
+    config, params = scratch_config(), None
+    tok, source = load_tokenizer(tokenizer), "scratch"
     overrides = {k: v for k, v in (("dtype", dtype), ("dropout_rate", dropout_rate))
                  if v is not None}
     if overrides:
@@ -75,20 +70,6 @@ def load_init(init_model: str | None, tokenizer: str | None, *,
         raise ValueError(f"the tokenizer has {len(tok)} tokens but the model's vocab_size is "
                          f"{config.vocab_size}")
     return InitModel(config, params, tok, source)
-
-
-def _load_our_model_dir(model_dir: str) -> tuple[Any, Any]:
-    """(config, params) of our model dir (actor or critic), restored onto this process's
-    first device: every process of a multi-host run holds the whole starting point, and
-    `state.create_state` places it into the mesh."""
-    from coderl_jax.training.step import ActorModel, CriticModel
-
-    config = checkpoints.load_model_config(model_dir)
-    classes = checkpoints.critic_classes(model_dir)
-    model = ActorModel(config) if classes is None else CriticModel(config, len(classes))
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    shardings = jax.tree.map(lambda _: device, jax.eval_shape(model.init, jax.random.key(0)))
-    return checkpoints.load_model_dir(model_dir, shardings=shardings)
 
 
 def save_final(workdir: str | pathlib.Path, init: InitModel, state, *,

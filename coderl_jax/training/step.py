@@ -2,7 +2,8 @@
 
 Every trainer (pretrain, warm start, repair model, critic, RL actor) runs this step; what
 differs is data: the batch's per-token weights and labels (`batch.py`), and which network
-computes the loss (`ActorModel`: the T5 LM, or `CriticModel`: the T5 + error head). Both are
+computes the loss (`ActorModel`: the family's LM, or `CriticModel`: its backbone + error
+head; the family, `models.family.family_for(config)`, is T5 or a decoder-only one). Both are
 small frozen dataclasses (hashable: they are static arguments of the jit) with
 `init(rng) -> params`, `logical_axes()` and `loss(params, batch, rng) -> (objective, sums)`.
 
@@ -32,9 +33,13 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from coderl_jax import partitioning
 from coderl_jax.models.config import T5Config
+from coderl_jax.models.decoder.config import DecoderConfig
+from coderl_jax.models.family import family_for
 from coderl_jax.training import losses
 from coderl_jax.training.batch import Batch
 from coderl_jax.training.state import TrainState
+
+ModelConfig = T5Config | DecoderConfig
 
 # Times the step was traced (= compiled), per model kind; tests read it.
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -42,20 +47,20 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 
 @dataclasses.dataclass(frozen=True)
 class ActorModel:
-    """The T5 actor: loss = sum(token_weights * -log p) + sum(kl_weights * KL_t)."""
+    """The actor (any model family): loss = sum(token_weights * -log p) + sum(kl_weights * KL_t)."""
 
-    config: T5Config
+    config: ModelConfig
     kind: str = "actor"
 
-    def init(self, rng: jax.Array) -> dict:
-        from coderl_jax.models.t5 import init_params
+    @property
+    def family(self):
+        return family_for(self.config)
 
-        return init_params(self.config, rng)
+    def init(self, rng: jax.Array) -> dict:
+        return self.family.init(rng)
 
     def logical_axes(self) -> dict:
-        from coderl_jax.models.t5 import param_logical_axes
-
-        return param_logical_axes(self.config)
+        return self.family.logical_axes()
 
     def log_probs(self, params, batch: Batch, rng=None, deterministic: bool = True):
         """log p of every target token at its row's temperature: [B, T] float32.
@@ -66,12 +71,7 @@ class ActorModel:
         zero and pushes the policy flatter). Top-p truncation is not modelled (as in TRL
         and verl): it only removes tokens that were not sampled.
         """
-        from coderl_jax.models.t5 import T5
-
-        logits = T5(self.config).apply(
-            {"params": params}, batch.encoder_input_tokens, batch.decoder_input_tokens,
-            batch.encoder_mask, batch.decoder_mask, deterministic=deterministic,
-            rngs=None if deterministic else {"dropout": rng})
+        logits = self.family.target_logits(params, batch, deterministic=deterministic, rng=rng)
         logits = logits / batch.temperature.astype(jnp.float32)[:, None, None]
         return losses.token_log_probs(logits, batch.decoder_target_tokens)
 
@@ -89,30 +89,28 @@ class ActorModel:
 
 @dataclasses.dataclass(frozen=True)
 class CriticModel:
-    """The critic: T5 backbone + error head; loss = sum(label_weights * CE(pooled, label))."""
+    """The critic (any family's backbone + error head); loss = sum(label_weights *
+    CE(pooled, label))."""
 
-    config: T5Config
+    config: ModelConfig
     num_classes: int
     kind: str = "critic"
 
-    def init(self, rng: jax.Array) -> dict:
-        from coderl_jax.models.critic import init_critic_params
+    @property
+    def family(self):
+        return family_for(self.config)
 
-        return init_critic_params(self.config, self.num_classes, rng)
+    def init(self, rng: jax.Array) -> dict:
+        return self.family.critic_init(self.num_classes, rng)
 
     def logical_axes(self) -> dict:
-        from coderl_jax.models.critic import critic_logical_axes
-
-        return critic_logical_axes(self.config, self.num_classes)
+        return self.family.critic_logical_axes(self.num_classes)
 
     def logits(self, params, batch: Batch, rng=None, deterministic: bool = True):
-        """(token_logits [B, T, C], pooled_logits [B, C]) of the batch's programs."""
-        from coderl_jax.models.critic import T5Critic
-
-        return T5Critic(self.config, self.num_classes).apply(
-            {"params": params}, batch.encoder_input_tokens, batch.decoder_input_tokens,
-            batch.encoder_mask, batch.decoder_mask, deterministic=deterministic,
-            rngs=None if deterministic else {"dropout": rng})
+        """(token_logits [B, T, C], pooled_logits [B, C]) of the batch's programs (read
+        unshifted from decoder_target_tokens: `batch.critic_inputs` layout)."""
+        return self.family.critic_logits(params, batch, self.num_classes,
+                                         deterministic=deterministic, rng=rng)
 
     def loss(self, params, batch: Batch, rng: jax.Array) -> tuple[jax.Array, dict]:
         _, pooled = self.logits(params, batch, rng, deterministic=self.config.dropout_rate == 0)
