@@ -99,8 +99,8 @@ def read_prompts(path: str | pathlib.Path) -> list[Prompt]:
 
 def load_model(spec: str, *, step: int | None = None) -> tuple[Any, Any, Any]:
     """(config, params, tokenizer) from our model dir, a Hugging Face dir, or a hub id
-    (`models.loading.load_model`, which also gives the critic classes and dtype overrides)."""
-    from coderl_jax.models.loading import load_model as load
+    (`loading.load_model`, which also gives the critic classes and dtype overrides)."""
+    from coderl_jax.loading import load_model as load
 
     model = load(spec, step=step)
     return model.config, model.params, model.tokenizer

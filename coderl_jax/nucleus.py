@@ -1,13 +1,22 @@
-"""Token draws of one decode step: nucleus (top-p) filtering and inverse-CDF sampling.
+"""What every model family's sampler shares: the sampling settings (`SamplingParams`), the
+output (`SampleOutput`), the per-row input checks, shape buckets, and the token draws of one
+decode step (nucleus / top-p filtering and inverse-CDF sampling).
 
-Both avoid full-vocabulary work that XLA does slowly on CPU (a sort of [rows, 32k], Gumbel
-noise per vocabulary entry); `decoding._decode_loop` calls them once per generated token.
+The draws avoid full-vocabulary work that XLA does slowly on CPU (a sort of [rows, 32k],
+Gumbel noise per vocabulary entry); the T5 sampler (`models/t5_sampling.py`) and the
+decoder-only one (`models/decoder/sampling.py`) call them once per generated token. Nothing
+here knows a model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # How many of the most likely tokens the fast nucleus path looks at (see `top_p_mask`).
 NUCLEUS_CANDIDATES = 64
@@ -120,3 +129,131 @@ def sample_categorical(keys: jax.Array, log_probs: jax.Array) -> jax.Array:
     before = jnp.take_along_axis(block_cdf - block_mass, b[:, None], axis=1)[:, 0]
     j = _inverse_cdf(inside, jnp.maximum(u - before, 0.0))
     return (b * _CDF_BLOCK + j).astype(jnp.int32)
+
+
+@flax.struct.dataclass
+class SampleOutput:
+    """What `sample` returns (R = batch * num_samples rows; row b * num_samples + n is sample n
+    of prompt b).
+
+    tokens:    [R, max_new_tokens] int32: decoder tokens (prefix included), the first EOS kept,
+               pad_token_id after it.
+    lengths:   [R] int32: tokens up to and including the first EOS (max_new_tokens if none).
+    log_probs: [R, max_new_tokens] float32: log-probability of each emitted token under the
+               distribution it was sampled from (logits / temperature, before top-p truncation;
+               plain logits for greedy); 0 after EOS. Forced prefix tokens are scored the same way.
+    """
+
+    tokens: jax.Array
+    lengths: jax.Array
+    log_probs: jax.Array
+
+
+def bucket(n: int, minimum: int = 1) -> int:
+    """The shape bucket of a size: the next power of two >= max(n, minimum)."""
+    n = max(int(n), int(minimum), 1)
+    return 1 << (n - 1).bit_length()
+
+
+def pad_axis(x: np.ndarray, axis: int, size: int, value: Any = None) -> np.ndarray:
+    """Pad `x` along `axis` to `size` with `value`, or by repeating the last entry if None."""
+    extra = size - x.shape[axis]
+    if extra == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, extra)
+    if value is None:
+        return np.pad(x, widths, mode="edge")
+    return np.pad(x, widths, constant_values=value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. greedy=True ignores temperature/top_p (argmax at every step).
+
+    Only num_samples, max_new_tokens and greedy are compile-time constants; temperature,
+    top_p and min_new_tokens are traced, so sweeping them reuses one compile.
+    """
+
+    num_samples: int = 1
+    max_new_tokens: int = 128
+    greedy: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    min_new_tokens: int = 0  # EOS is suppressed before this many tokens
+
+    def __post_init__(self):
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], "
+                f"got {self.min_new_tokens}"
+            )
+        if not self.greedy:
+            if not self.temperature > 0:
+                raise ValueError(f"temperature must be > 0 (use greedy), got {self.temperature}")
+            if not 0 < self.top_p <= 1:
+                raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def checked_rows(batch: int, sampling: SamplingParams, prefix_ids: Any, prefix_len: Any,
+                  sample_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sampler's per-row inputs as int32 arrays (defaults filled in), or a ValueError."""
+    n = sampling.num_samples
+    if prefix_ids is None:
+        if prefix_len is not None:
+            raise ValueError("prefix_len given without prefix_ids")
+        prefix_ids = np.zeros((batch, 1), np.int32)
+        prefix_len = np.zeros((batch,), np.int32)
+    prefix_ids = np.asarray(prefix_ids, np.int32)
+    prefix_len = np.asarray(prefix_len, np.int32)
+    if prefix_ids.ndim != 2 or prefix_ids.shape[0] != batch or prefix_len.shape != (batch,):
+        raise ValueError(
+            f"prefix_ids must be [batch={batch}, P] and prefix_len [batch]; got "
+            f"{prefix_ids.shape} and {prefix_len.shape}"
+        )
+    if prefix_len.size and (prefix_len.min() < 0 or prefix_len.max() > prefix_ids.shape[1]):
+        raise ValueError(f"prefix_len must be in [0, {prefix_ids.shape[1]}], got {prefix_len}")
+    if prefix_len.size and prefix_len.max() > sampling.max_new_tokens:
+        raise ValueError(
+            f"a prefix of {prefix_len.max()} tokens does not fit max_new_tokens="
+            f"{sampling.max_new_tokens} (the prefix counts towards it)"
+        )
+    if sample_ids is None:
+        sample_ids = np.arange(batch * n, dtype=np.int32)
+    sample_ids = np.asarray(sample_ids, np.int32)
+    if sample_ids.shape != (batch * n,):
+        raise ValueError(f"sample_ids must be [batch * num_samples = {batch * n}], "
+                         f"got {sample_ids.shape}")
+    return prefix_ids, prefix_len, sample_ids
+
+
+def next_tokens(logits: jax.Array, t: jax.Array, *, row_keys: jax.Array, eos: int,
+                min_new_tokens: jax.Array, greedy: bool, temperature: jax.Array,
+                top_p: jax.Array, prefix_ids: jax.Array, prefix_len: jax.Array,
+                done: jax.Array, pad: int) -> tuple[jax.Array, jax.Array]:
+    """One decode step's tokens, the same for every model family's sampler.
+
+    logits [R, V] float32 at step t; row_keys [R] (row r draws with fold_in(row_keys[r], t));
+    prefix_ids [R, P] / prefix_len [R]: tokens forced while t < prefix_len; done [R]: rows
+    past their EOS (they emit `pad`). EOS is not allowed before min_new_tokens (benchmarks
+    force a fixed length with it). Returns (tokens [R] int32, log-probs [R, V] of the
+    distribution they were drawn from: logits / temperature, or plain logits for greedy).
+    """
+    logits = logits.at[:, eos].set(jnp.where(t < min_new_tokens, -jnp.inf, logits[:, eos]))
+    if greedy:
+        lp = jax.nn.log_softmax(logits)
+        sampled = jnp.argmax(logits, axis=-1)
+    else:
+        lp = jax.nn.log_softmax(logits / temperature)
+        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, t)
+        # top_p = 1 (plain temperature sampling) skips the nucleus search at run time.
+        allowed = jax.lax.cond(top_p < 1.0, top_p_mask, lambda x, _: x, lp, top_p)
+        sampled = sample_categorical(step_keys, allowed)
+    forced = prefix_ids[:, jnp.minimum(t, prefix_ids.shape[1] - 1)]
+    tok = jnp.where(t < prefix_len, forced, sampled)
+    return jnp.where(done, pad, tok).astype(jnp.int32), lp
+

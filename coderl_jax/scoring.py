@@ -38,7 +38,7 @@ class Scorer:
     @classmethod
     def load(cls, model_dir: str, batch_size: int = 16) -> "Scorer":
         """Our model dir (actor or critic), a Hugging Face dir or a hub id (an actor)."""
-        from coderl_jax.models.loading import load_model
+        from coderl_jax.loading import load_model
 
         model = load_model(model_dir, with_tokenizer=False)
         return cls(model.config, model.params, model.critic_classes, batch_size)

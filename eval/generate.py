@@ -139,7 +139,7 @@ def critic_sample_file(model: str, dataset: str, data, out_path, sampling, *, cr
     from coderl_jax import critic_sampling
     from coderl_jax.data import jsonl, loaders
     from coderl_jax.generation import sample_record
-    from coderl_jax.models.loading import load_model
+    from coderl_jax.loading import load_model
     from coderl_jax.sandbox import Executor
     from coderl_jax.scoring import Scorer
 

@@ -19,7 +19,7 @@ from coderl_jax.data.tokenizer import train_tokenizer
 from coderl_jax.decoding import SamplingParams
 from coderl_jax.models.decoder.config import DecoderConfig
 from coderl_jax.models.family import family_for
-from coderl_jax.models.loading import load_model
+from coderl_jax.loading import load_model
 from coderl_jax.sandbox import Executor
 from coderl_jax.scoring import Scorer
 

@@ -30,7 +30,7 @@ from coderl_jax.data import repair as repair_lib  # noqa: E402
 from coderl_jax.data import synthetic  # noqa: E402
 from coderl_jax.data.tokenizer import train_tokenizer  # noqa: E402
 from coderl_jax.decoding import SamplingParams  # noqa: E402
-from coderl_jax.models.loading import load_model  # noqa: E402
+from coderl_jax.loading import load_model  # noqa: E402
 from coderl_jax.models.critic import CriticHead, init_critic_params  # noqa: E402
 from coderl_jax.models.t5 import init_params  # noqa: E402
 from coderl_jax.sandbox import Executor, Verdict  # noqa: E402

@@ -2,7 +2,7 @@
 
   * the one train step: 4 microbatches give the full batch's loss and update, actor (CE +
     signed RL + KL weights) and critic, as tests/test_train_step.py shows for T5;
-  * our model dirs save and load a DecoderConfig (`checkpoints`, `models.loading`), and a
+  * our model dirs save and load a DecoderConfig (`checkpoints`, `loading`), and a
     Hugging Face GPT-2 dir loads through the same `load_model`;
   * `decoding.decode_ids` samples through the family (`family.sample`, `family.pad_id`);
   * the frozen scorers (`scoring.Scorer`) read a decoder-only actor and critic.
@@ -16,7 +16,7 @@ from coderl_jax import checkpoints, decoding
 from coderl_jax import partitioning as pt
 from coderl_jax.models.decoder.config import DecoderConfig
 from coderl_jax.models.family import family_for
-from coderl_jax.models.loading import load_model
+from coderl_jax.loading import load_model
 from coderl_jax.scoring import Scorer
 from coderl_jax.training import batch as batch_lib
 from coderl_jax.training import step as step_lib

@@ -1,4 +1,4 @@
-"""The jitted sampler (coderl_jax/decoding.py) against naive references on a tiny T5.
+"""The jitted T5 sampler (coderl_jax/models/t5_sampling.py, through coderl_jax/decoding.py) against naive references on a tiny T5.
 
 References are step-by-step loops over the *full* teacher-forced forward pass (no cache), so
 every test also checks that the cached while-loop computes what the model means.
@@ -20,7 +20,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from model_utils import random_batch, tiny_config, v11  # noqa: E402
 
 from coderl_jax import decoding, nucleus  # noqa: E402
-from coderl_jax.decoding import SamplingParams, sample, top_p_mask  # noqa: E402
+from coderl_jax.decoding import SamplingParams, sample  # noqa: E402
+from coderl_jax.models import t5_sampling  # noqa: E402
+from coderl_jax.nucleus import top_p_mask  # noqa: E402
 from coderl_jax.models.t5 import T5, init_params  # noqa: E402
 
 MAX_NEW = 10
@@ -272,25 +274,25 @@ def test_one_compile_per_shape_bucket(setup):
     config, params, _, _ = setup
     sp = SamplingParams(greedy=True, max_new_tokens=7)  # a key no other test uses
     key = (1, 7, True)
-    decoding.TRACE_COUNTS[key] = 0
+    t5_sampling.TRACE_COUNTS[key] = 0
     rng = np.random.default_rng(2)
     # Batches 3 and 4 share the batch bucket 4; source lengths 9..16 share the bucket 16.
     for batch, src_len in [(3, 9), (4, 11), (3, 16), (4, 13)]:
         ids, mask, _ = random_batch(config, rng, batch=batch, src_len=src_len)
         out = sample(config, params, ids, mask, jax.random.key(0), sp)
         assert out.tokens.shape == (batch, 7)
-    assert decoding.TRACE_COUNTS[key] == 1
+    assert t5_sampling.TRACE_COUNTS[key] == 1
     # Temperature and top-p are traced values: changing them reuses the sampling compile.
-    decoding.TRACE_COUNTS[(1, 7, False)] = 0
+    t5_sampling.TRACE_COUNTS[(1, 7, False)] = 0
     for t, p in [(0.5, 0.9), (1.3, 0.5)]:
         ids, mask, _ = random_batch(config, rng, batch=2, src_len=12)
         sample(config, params, ids, mask, jax.random.key(0),
                SamplingParams(temperature=t, top_p=p, max_new_tokens=7))
-    assert decoding.TRACE_COUNTS[(1, 7, False)] == 1
+    assert t5_sampling.TRACE_COUNTS[(1, 7, False)] == 1
     # A longer source moves to the next bucket: one more compile.
     ids, mask, _ = random_batch(config, rng, batch=3, src_len=17)
     sample(config, params, ids, mask, jax.random.key(0), sp)
-    assert decoding.TRACE_COUNTS[key] == 2
+    assert t5_sampling.TRACE_COUNTS[key] == 2
 
 
 def test_bucket():

@@ -149,20 +149,21 @@ def test_greedy_with_top_p_is_rejected(models, prompts_file, tmp_path, capsys):
 
 def test_long_prompts_keep_their_answer_marker(models, monkeypatch):
     """A prompt over max_source_length loses statement text, never its end marker."""
-    from coderl_jax import decoding, generation
+    from coderl_jax import generation
     from coderl_jax.decoding import SamplingParams
+    from coderl_jax.models import t5_sampling
 
     config, hf_dir, _ = models
     _, params, tokenizer = generation.load_model(str(hf_dir))
     long_prompt = "\nQUESTION:\n" + "x = 1\n" * 200 + "\nUse Standard Input format\nANSWER:\n"
     seen = []
-    real_sample = decoding.sample
+    real_sample = t5_sampling.sample
 
     def spy(config, params, input_ids, input_mask, *args, **kwargs):
         seen.append((input_ids, input_mask))
         return real_sample(config, params, input_ids, input_mask, *args, **kwargs)
 
-    monkeypatch.setattr(decoding, "sample", spy)
+    monkeypatch.setattr(t5_sampling, "sample", spy)
     generation.generate_samples(config, params, tokenizer, [long_prompt],
                                 SamplingParams(greedy=True, max_new_tokens=2),
                                 max_source_length=48)

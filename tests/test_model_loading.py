@@ -1,4 +1,4 @@
-"""models/loading.load_model on tiny model dirs: our actor and critic dirs (any step), a
+"""loading.load_model on tiny model dirs: our actor and critic dirs (any step), a
 Hugging Face dir, tokenizer and dtype overrides, and clear errors."""
 
 import pathlib
@@ -16,7 +16,7 @@ from coderl_jax.data import synthetic  # noqa: E402
 from coderl_jax.data.tokenizer import save_tokenizer, train_tokenizer  # noqa: E402
 from coderl_jax.models.critic import init_critic_params  # noqa: E402
 from coderl_jax.models.hf import export_hf  # noqa: E402
-from coderl_jax.models.loading import LoadedModel, load_model  # noqa: E402
+from coderl_jax.loading import LoadedModel, load_model  # noqa: E402
 from coderl_jax.models.t5 import init_params  # noqa: E402
 
 VOCAB = 512

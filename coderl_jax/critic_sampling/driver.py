@@ -55,7 +55,7 @@ from coderl_jax.critic_sampling.results import (KEPT_NO_EXAMPLE_TESTS, KEPT_NO_R
                                                 KEPT_REFINE_OFF, CriticSamplingResult)
 
 if TYPE_CHECKING:
-    from coderl_jax.models.loading import LoadedModel
+    from coderl_jax.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ REFINE_STREAM = 0x5E1A_0002
 class Models:
     """The models of critic sampling.
 
-    actor: the actor (config, params, tokenizer: `models.loading.load_model`).
+    actor: the actor (config, params, tokenizer: `loading.load_model`).
     critic: a `scoring.Scorer` whose classes include "PassedTest" (the binary critic; p(Fail)
       is taken as 1 - p(Pass)); it reads the actor's token ids.
     repair: the repair model (its tokenizer None: the actor's), or None: then a problem with

@@ -73,7 +73,7 @@ def critic_sampling_programs(cfg: DemoConfig, actor_dir, critic_dir, repair_dir,
     task id -> mode).
     """
     from coderl_jax import critic_sampling
-    from coderl_jax.models.loading import load_model
+    from coderl_jax.loading import load_model
     from coderl_jax.sandbox import Executor
     from coderl_jax.scoring import Scorer
 

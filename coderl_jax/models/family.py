@@ -8,7 +8,7 @@
     family.export_hf(params, out_dir)
 
 Two families exist: `T5Family` (encoder-decoder, a thin adapter over models/t5.py, critic.py,
-hf.py and decoding.py, which stay as they are) and `DecoderFamily` (GPT-2, GPT-Neo, GPT-J,
+hf.py and t5_sampling.py, which stay as they are) and `DecoderFamily` (GPT-2, GPT-Neo, GPT-J,
 Qwen2: models/decoder/). Code outside a family's own module never branches on the
 architecture; it calls these methods.
 
@@ -114,9 +114,9 @@ class T5Family:
             rngs=_rngs(rng, deterministic))
 
     def sample(self, params, input_ids, input_mask, rng, sampling, **kwargs):
-        from coderl_jax import decoding
-        return decoding.sample(self.config, params, input_ids, input_mask, rng, sampling,
-                               **kwargs)
+        from coderl_jax.models import t5_sampling
+        return t5_sampling.sample(self.config, params, input_ids, input_mask, rng, sampling,
+                                  **kwargs)
 
     def export_hf(self, params, out_dir, tokenizer=None) -> None:
         from coderl_jax.models.hf import export_hf

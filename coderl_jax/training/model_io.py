@@ -37,7 +37,7 @@ class InitModel:
 def load_init(init_model: str | None, tokenizer: str | None, *,
               scratch_config: Callable[[], Any] | None = None, dtype: str | None = None,
               dropout_rate: float | None = None) -> InitModel:
-    """Our model dir / HF dir / hub id (`init_model`, through `models.loading.load_model`;
+    """Our model dir / HF dir / hub id (`init_model`, through `loading.load_model`;
     T5 or decoder-only), or scratch: `scratch_config()` (a T5Config or DecoderConfig; the
     mains pass `configurables.scratch_config`, the gin-bound `family_config` or
     `model_config`) with the tokenizer dir `tokenizer` (required then).
@@ -47,7 +47,7 @@ def load_init(init_model: str | None, tokenizer: str | None, *,
     master weights) and `dropout_rate` (the mains bind `load_init.dtype = "bfloat16"`).
     """
     from coderl_jax.data.tokenizer import load_tokenizer
-    from coderl_jax.models.loading import load_model
+    from coderl_jax.loading import load_model
 
     if init_model:
         model = load_model(init_model, tokenizer=tokenizer or None, dtype=dtype,

@@ -1,6 +1,6 @@
 """Jitted batched sampling from a decoder-only LM: greedy, temperature, top-p, forced prefixes.
 
-The decoder-only counterpart of `coderl_jax.decoding.sample` (same arguments and row
+The decoder-only counterpart of `coderl_jax.models.t5_sampling.sample` (same arguments and row
 checks, same `SampleOutput`, same per-sample randomness and shape buckets, the same draws
 from `coderl_jax.nucleus`). What differs is the prompt: there is no encoder, so the prompt
 is LEFT-aligned into one [rows, S] block (pads first), written into the KV cache in one
@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from coderl_jax.decoding import SampleOutput, SamplingParams, _checked_rows, bucket
-from coderl_jax.nucleus import sample_categorical, top_p_mask
+from coderl_jax.nucleus import (SampleOutput, SamplingParams, bucket, checked_rows,
+                                next_tokens)
 from coderl_jax.models.decoder.config import DecoderConfig
 from coderl_jax.models.decoder.model import DecoderLM, init_cache
 
@@ -74,7 +74,6 @@ def _decode_loop(params, prompt_ids, prompt_mask, rng, temperature, top_p, prefi
                                     gather=last, mutable=["cache"])
     row_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, sample_ids)
     pad, eos = config.pad_id, config.eos_token_id
-    last_prefix = prefix_ids.shape[1] - 1
 
     def cond(state):
         t, _, _, _, _, done, _ = state
@@ -82,18 +81,10 @@ def _decode_loop(params, prompt_ids, prompt_mask, rng, temperature, top_p, prefi
 
     def body(state):
         t, logits, cache, tokens, log_probs, done, lengths = state
-        logits = logits.at[:, eos].set(jnp.where(t < min_new_tokens, -jnp.inf, logits[:, eos]))
-        if greedy:
-            lp = jax.nn.log_softmax(logits)
-            sampled = jnp.argmax(logits, axis=-1)
-        else:
-            lp = jax.nn.log_softmax(logits / temperature)
-            step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(row_keys, t)
-            allowed = jax.lax.cond(top_p < 1.0, top_p_mask, lambda x, _: x, lp, top_p)
-            sampled = sample_categorical(step_keys, allowed)
-        forced = prefix_ids[:, jnp.minimum(t, last_prefix)]
-        tok = jnp.where(t < prefix_len, forced, sampled)
-        tok = jnp.where(done, pad, tok).astype(jnp.int32)
+        tok, lp = next_tokens(logits, t, row_keys=row_keys, eos=eos,
+                              min_new_tokens=min_new_tokens, greedy=greedy,
+                              temperature=temperature, top_p=top_p, prefix_ids=prefix_ids,
+                              prefix_len=prefix_len, done=done, pad=pad)
         tok_lp = jnp.where(done, 0.0, jnp.take_along_axis(lp, tok[:, None], axis=-1)[:, 0])
         tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, t))
         log_probs = jax.lax.dynamic_update_slice(log_probs, tok_lp[:, None], (0, t))
@@ -134,7 +125,7 @@ def sample(config: DecoderConfig, params: Any, input_ids: Any, input_mask: Any,
         side; every row needs at least one real token.
       prefix_ids [B, P] / prefix_len [B]: program tokens to force before sampling (critic
         sampling's seeds); they count towards max_new_tokens and are returned.
-      Other arguments as in `coderl_jax.decoding.sample` (R = B * N rows, row
+      Other arguments as in `coderl_jax.models.t5_sampling.sample` (R = B * N rows, row
       b * N + n is sample n of prompt b; randomness per sample id).
 
     Returns:
@@ -152,7 +143,7 @@ def sample(config: DecoderConfig, params: Any, input_ids: Any, input_mask: Any,
                          "decoder-only model needs at least one to condition on")
     n = sampling.num_samples
     # The same row checks (and defaults) as the T5 sampler.
-    prefix_ids, prefix_len, sample_ids = _checked_rows(batch, sampling, prefix_ids, prefix_len,
+    prefix_ids, prefix_len, sample_ids = checked_rows(batch, sampling, prefix_ids, prefix_len,
                                                        sample_ids)
     if int(real.max()) + sampling.max_new_tokens > config.max_position_embeddings and (
             config.traits.positions == "learned"):
