@@ -62,11 +62,11 @@ def test_t5_family_is_a_thin_adapter():
     np.testing.assert_array_equal(np.asarray(pooled), np.asarray(ref_pooled))
 
 
-def test_t5_family_sample_is_decoding_sample(monkeypatch):
-    from coderl_jax import decoding
+def test_t5_family_sample_is_the_t5_sampler(monkeypatch):
+    from coderl_jax.models import t5_sampling
 
     calls = []
-    monkeypatch.setattr(decoding, "sample", lambda *a, **k: calls.append((a, k)) or "out")
+    monkeypatch.setattr(t5_sampling, "sample", lambda *a, **k: calls.append((a, k)) or "out")
     config = tiny_config()
     sampling = SamplingParams(max_new_tokens=4, greedy=True)
     out = T5Family(config).sample("params", "ids", "mask", "rng", sampling, prefix_ids="p")
