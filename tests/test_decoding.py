@@ -431,7 +431,7 @@ def test_decode_wrapper_bad_arguments(setup):
 
 
 def test_decode_ids_equals_the_rl_sampler_path(setup):
-    """rl/learner.py's Sampler (its own pad/sample/trim, to be switched to the wrapper): per
+    """The RL sampler as it was (rl/learner.py at 4d30b6b, its own pad/sample/trim): per
     chunk of problems a greedy baseline, then K samples seeded by global ids."""
     config, params, _, _ = setup
     prompts = _prompts(config, [6, 4, 9, 5, 7], seed=3)
