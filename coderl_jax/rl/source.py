@@ -12,6 +12,8 @@ processes and logged by the loop.
 
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Callable, Sequence
 
 import jax
@@ -60,8 +62,8 @@ def rl_draw(judged: Judged, cfg, timings: dict, seed: int = 0) -> Draw:
     return Draw(batches, prefixes, metrics)
 
 
-class _RLSource:
-    """The problem order and the draw; subclasses judge a problem batch."""
+class _RLSource(abc.ABC):
+    """The problem order and the draw; subclasses judge a problem batch (`_judge`)."""
 
     timed = True
 
@@ -81,8 +83,9 @@ class _RLSource:
         self.position += 1
         return rl_draw(judged, self.cfg, timings, seed=self.seed * 1_000_003 + self.position)
 
+    @abc.abstractmethod
     def _judge(self, params, indices: Sequence[int], timings: dict) -> Judged:
-        raise NotImplementedError
+        """The judged rollouts of the problems `indices` (this process's share)."""
 
     def close(self) -> None:
         pass
