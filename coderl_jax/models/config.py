@@ -48,8 +48,44 @@ _HF_IGNORED_KEYS = frozenset({
 _OURS_ONLY = ("dtype", "param_dtype")
 
 
+def check_fields(config_class: type, d: dict[str, Any], source: str) -> None:
+    """A ValueError naming `source` when `d` has keys that are not fields of the dataclass."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown {config_class.__name__} field(s) {unknown}; "
+                         f"known fields are {sorted(known)}")
+
+
+class JsonConfig:
+    """Our own JSON form of a frozen config dataclass (T5Config, DecoderConfig): `to_dict` /
+    `from_dict` / `to_json` / `from_json`, unknown keys an error naming the file."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "dict"):
+        """Inverse of `to_dict`; unknown keys are a ValueError naming them and `source`."""
+        check_fields(cls, d, source)
+        return cls(**d)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        with open(path, "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike):
+        with open(path) as f:
+            d = json.load(f)
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a JSON object of {cls.__name__} fields")
+        return cls.from_dict(d, source=str(path))
+
+
 @dataclasses.dataclass(frozen=True)
-class T5Config:
+class T5Config(JsonConfig):
     """Shape and numerics of a T5 encoder-decoder (v1.0 as in CodeT5, or v1.1).
 
     `feed_forward_proj` picks the variant: "relu" (T5 v1.0 / CodeT5: ReLU MLP) or
@@ -126,32 +162,10 @@ class T5Config:
 
     def replace(self, **changes) -> T5Config:
         """A copy with `changes` applied (validated like a fresh config)."""
-        _check_fields(changes, "T5Config.replace")
+        check_fields(T5Config, changes, "T5Config.replace")
         return dataclasses.replace(self, **changes)
 
     # -- our own JSON --------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], *, source: str = "dict") -> T5Config:
-        """Inverse of `to_dict`; unknown keys are a ValueError naming them and `source`."""
-        _check_fields(d, source)
-        return cls(**d)
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> T5Config:
-        with open(path) as f:
-            d = json.load(f)
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a JSON object of T5Config fields")
-        return cls.from_dict(d, source=str(path))
-
     # -- Hugging Face config.json ----------------------------------------------------------------
     @classmethod
     def from_hf_dict(cls, d: dict[str, Any], *, source: str = "Hugging Face config",
@@ -190,7 +204,7 @@ class T5Config:
         for key in ("pad_token_id", "decoder_start_token_id", "eos_token_id"):
             if key in kwargs and kwargs[key] is None:
                 raise ValueError(f"{source}: {key} is null; T5 needs it")
-        _check_fields(overrides, f"{source} overrides")
+        check_fields(cls, overrides, f"{source} overrides")
         return cls(**{**kwargs, **overrides})
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -209,10 +223,3 @@ class T5Config:
         )
         return d
 
-
-def _check_fields(d: dict[str, Any], source: str) -> None:
-    known = {f.name for f in dataclasses.fields(T5Config)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown T5Config field(s) {unknown}; "
-                         f"known fields are {sorted(known)}")

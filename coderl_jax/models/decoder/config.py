@@ -15,12 +15,12 @@ silently computed differently. Only the standard library and gin are imported he
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from typing import Any
 
 import gin
+
+from coderl_jax.models.config import JsonConfig, check_fields
 
 DTYPES = ("float32", "bfloat16", "float16")
 ATTENTION_KINDS = ("global", "local")
@@ -58,7 +58,7 @@ FAMILIES = tuple(TRAITS)
 
 
 @dataclasses.dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(JsonConfig):
     """Shape and numerics of a decoder-only LM.
 
     num_kv_heads < num_heads is grouped-query attention (Qwen2); None means num_heads.
@@ -180,7 +180,7 @@ class DecoderConfig:
         return self.eos_token_id if self.pad_token_id is None else self.pad_token_id
 
     def replace(self, **changes) -> DecoderConfig:
-        _check_fields(changes, "DecoderConfig.replace")
+        check_fields(DecoderConfig, changes, "DecoderConfig.replace")
         return dataclasses.replace(self, **changes)
 
     # -- our own JSON --------------------------------------------------------------------------
@@ -189,24 +189,6 @@ class DecoderConfig:
         if d["attention_layers"] is not None:
             d["attention_layers"] = list(d["attention_layers"])
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], *, source: str = "dict") -> DecoderConfig:
-        _check_fields(d, source)
-        return cls(**d)
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> DecoderConfig:
-        with open(path) as f:
-            d = json.load(f)
-        if not isinstance(d, dict):
-            raise ValueError(f"{path}: expected a JSON object of DecoderConfig fields")
-        return cls.from_dict(d, source=str(path))
 
     # -- Hugging Face config.json ----------------------------------------------------------------
     @classmethod
@@ -256,7 +238,7 @@ class DecoderConfig:
             kwargs["eos_token_id"] = eos[0]  # generation stops at the first listed
         if "rope_theta" in kwargs:
             kwargs["rope_theta"] = float(kwargs["rope_theta"])
-        _check_fields(overrides, f"{source} overrides")
+        check_fields(cls, overrides, f"{source} overrides")
         if kwargs.get("eos_token_id") is None and overrides.get("eos_token_id") is None:
             raise ValueError(f"{source}: eos_token_id is missing or null; sampling needs it "
                              "(set it in config.json or pass eos_token_id=... to load_hf)")
@@ -292,13 +274,6 @@ def _check_positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"DecoderConfig.{name} must be a positive int, got {value!r}")
 
-
-def _check_fields(d: dict[str, Any], source: str) -> None:
-    known = {f.name for f in dataclasses.fields(DecoderConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown DecoderConfig field(s) {unknown}; "
-                         f"known fields are {sorted(known)}")
 
 
 def _qwen2_rope(d: dict[str, Any], source: str, kwargs: dict[str, Any]) -> None:
